@@ -1,0 +1,72 @@
+import pytest
+
+from ticketlab import TicketlabError
+from ticketlab.spec import (DataSpec, PruningSpec, TrainSpec, apply_overrides, from_dict, non_defaults, parse_set,
+                            spec_hash, to_dict)
+from ticketlab.steps import Step
+
+
+def test_step_parsing_and_units():
+    assert Step.parse("50000it") == Step(50000, "it")
+    assert Step.parse("2ep").iterations(916) == 1832
+    assert Step.parse(300).iterations(10) == 300
+    for bad in ("12", "2 epochs", "-3it", "1.5ep"):
+        with pytest.raises(TicketlabError, match="50000it"):
+            Step.parse(bad)
+
+
+def test_run_names_are_pinned():
+    # Changing these breaks every existing store: a new field with a default must leave them alone.
+    assert spec_hash(TrainSpec(), "train") == "1c8392ad8a7667bf"
+    spec = apply_overrides(TrainSpec(), {"training.milestones": "1ep,2000it", "training.schedule": "step"})
+    assert spec_hash(spec, "train") == "972c6ca29f13f923"
+
+
+def test_hash_depends_only_on_non_defaults():
+    spec = apply_overrides(TrainSpec(), {"training.lr": "0.1"})
+    assert non_defaults(spec) == {"training": {"lr": 0.1}}
+    assert spec_hash(spec, "train") != spec_hash(TrainSpec(), "train")
+    assert spec_hash(spec, "train") != spec_hash(spec, "lottery")
+    assert spec_hash(spec, "train", {"mask": "a"}) != spec_hash(spec, "train", {"mask": "b"})
+    # setting a field to its default value names the same run
+    assert spec_hash(apply_overrides(TrainSpec(), {"training.lr": "0.0012"}), "train") == spec_hash(TrainSpec(), "train")
+
+
+def test_overrides_are_typed_and_order_free():
+    spec = apply_overrides(TrainSpec(), parse_set([
+        "training.milestones=20000it,25000it", "training.schedule=step", "model.hidden=100,30",
+        "training.betas=0.8,0.9", "data.augment=true", "training.steps=2ep"]))
+    assert spec.training.milestones == (Step(20000), Step(25000))
+    assert spec.model.hidden == (100, 30)
+    assert spec.training.betas == (0.8, 0.9)
+    assert spec.data.augment is True
+    assert from_dict(TrainSpec, to_dict(spec)) == spec
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"training.lr": "abc"}, "cannot read training.lr"),
+    ({"training.foo": "1"}, "unknown setting 'training.foo'"),
+    ({"nope.lr": "1"}, "unknown setting"),
+    ({"training": "1"}, "names a section"),
+    ({"training.optimizer": "rmsprop"}, "must be one of"),
+    ({"training.milestones": "100it"}, "schedule=step only"),
+    ({"training.momentum": "0.9"}, "sgd only"),
+    ({"data.train_subset": "-1"}, ">= 0"),
+])
+def test_bad_overrides_are_clear_errors(overrides, message):
+    with pytest.raises(TicketlabError, match=message):
+        apply_overrides(TrainSpec(), overrides)
+
+
+def test_pruning_rates_validated():
+    for rate in (1.0, -0.1, 1.5):
+        with pytest.raises(TicketlabError, match=r"\[0, 1\)"):
+            PruningSpec(fc_rate=rate)
+    assert PruningSpec().rate_for("output") == 0.1
+    assert PruningSpec(output_rate=0.3).rate_for("output") == 0.3
+
+
+def test_parse_set_rejects_malformed():
+    with pytest.raises(TicketlabError, match="section.field=value"):
+        parse_set(["training.lr"])
+    assert DataSpec().val_size == 5000
