@@ -1,0 +1,49 @@
+"""Every file name of the on-disk layout, in one place.
+
+    <store>/index.sqlite                      queryable index of finished jobs (rebuildable from summaries)
+    <store>/<kind>-<hash>/spec.json           the experiment's full hyperparameters, readable
+    <store>/<kind>-<hash>/...                 one job directory (a single training run), or for a
+                                              lottery: trial_<t>/level_<k>/<branch>/ job directories
+A job directory holds:
+    spec.json        what this job trains (spec, mask hash, init source)
+    init.pt          theta_0 of this job (state dict)
+    mask.npz         the mask it trains under (bit-packed)
+    resume.pt        the latest resumable state (weights, optimizer, step, tracker, RNG)
+    metrics.jsonl    append-only long records {"step", "name", "value"}
+    step_<n>.pt      weights kept at requested steps (e.g. the rewind point)
+    final.pt         weights at the end of training
+    best.pt          weights at the early-stopping iteration (minimum validation loss)
+    summary.json     written last: its presence means the job finished
+    LOCK             flock target: one process works in a job at a time
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+INDEX = "index.sqlite"
+SPEC = "spec.json"
+INIT = "init.pt"
+MASK = "mask.npz"
+RESUME = "resume.pt"
+METRICS = "metrics.jsonl"
+FINAL = "final.pt"
+BEST = "best.pt"
+SUMMARY = "summary.json"
+LOCK = "LOCK"
+
+
+def step_checkpoint(step: int) -> str:
+    return f"step_{step}.pt"
+
+
+def experiment_dir(store: Path, kind: str, name: str) -> Path:
+    return Path(store) / f"{kind}-{name}"
+
+
+def trial_dir(experiment: Path, trial: int) -> Path:
+    return Path(experiment) / f"trial_{trial}"
+
+
+def level_dir(trial: Path, level: int) -> Path:
+    return Path(trial) / f"level_{level}"
