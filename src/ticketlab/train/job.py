@@ -1,0 +1,104 @@
+"""One training job in one directory: idempotent, resumable, atomically finished.
+
+The lottery runner calls ``run_job`` for every level and every control branch; ``ticketlab train``
+calls it once. A job whose ``summary.json`` exists is never trained again.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from ticketlab import models
+from ticketlab.data import Splits
+from ticketlab.pruning import Mask
+from ticketlab.spec import TrainSpec, to_dict
+from ticketlab.store import index, layout
+from ticketlab.store.artifacts import load_json, load_torch, locked, save_json, save_torch
+from ticketlab.train.loop import train
+from ticketlab.train.progress import Progress
+
+
+def build_model(spec: TrainSpec, splits: Splits) -> models.Model:
+    return models.build(spec.model, splits.info.input_shape, splits.info.num_classes).to(splits.train_x.device)
+
+
+def full_mask(model: models.Model) -> Mask:
+    """The all-ones mask over the model's prunable weights."""
+    return Mask.ones({name: p.shape for name, p in model.prunable_weights().items()})
+
+
+def weight_counts(model: models.Model, mask: Mask) -> tuple[int, int]:
+    """(weights remaining, all weights): the Pm denominator counts every weight tensor, prunable or not."""
+    params = dict(model.named_parameters())
+    total = sum(params[n].numel() for n in model.weight_info())
+    unprunable = sum(params[n].numel() for n, info in model.weight_info().items() if not info.prunable)
+    return mask.count() + unprunable, total
+
+
+def run_job(job: Path, spec: TrainSpec, splits: Splits, *, mask: Mask | None = None,
+            init_state: dict[str, torch.Tensor] | None = None, context: dict | None = None,
+            store: Path | None = None, progress: bool | None = None,
+            checkpoint_seconds: float = 60.0) -> dict:
+    """Train ``spec`` in directory ``job`` from ``init_state`` (default: the model's own init) under
+    ``mask`` (default: dense), and return its summary. ``context`` (experiment, kind, branch, trial,
+    level, ...) goes into the summary and the store index."""
+    job = Path(job)
+    summary_path = job / layout.SUMMARY
+    if summary_path.exists():
+        return load_json(summary_path)
+    context = dict(context or {})
+    with locked(job / layout.LOCK):
+        if summary_path.exists():  # another process finished it while we waited
+            return load_json(summary_path)
+        started = time.time()
+        model = build_model(spec, splits)
+        mask = mask if mask is not None else full_mask(model)
+        if (job / layout.INIT).exists():
+            model.load_state_dict(load_torch(job / layout.INIT, map_location=splits.train_x.device))
+        else:
+            if init_state is not None:
+                model.load_state_dict(init_state)
+            save_torch(job / layout.INIT, model.state_dict())
+        if not (job / layout.MASK).exists():
+            mask.save(job / layout.MASK)
+        save_json(job / layout.SPEC, {"spec": to_dict(spec), "mask_hash": mask.hash(), "context": context,
+                                      "data": splits.info.label})
+        label = " ".join(f"{k}={context[k]}" for k in ("branch", "trial", "level") if k in context) or job.name
+        result = train(model, mask, splits, spec.training, job=job, augment=spec.data.augment,
+                       progress=Progress(label, spec.training.steps.iterations(len(splits.train_x) // spec.training.batch_size), enabled=progress),
+                       checkpoint_seconds=checkpoint_seconds)
+        save_torch(job / layout.FINAL, model.state_dict())
+        save_torch(job / layout.BEST, result.best_state)
+        remaining, total = weight_counts(model, mask)
+        summary = {
+            **context,
+            "run_id": context.get("run_id", job.name),
+            "path": str(job.resolve()),
+            "model": spec.model.name,
+            "dataset": spec.data.dataset,
+            "data_official": int(splits.info.official),
+            "data_label": splits.info.label,
+            "mask_hash": mask.hash(),
+            "weights_remaining": remaining,
+            "weights_total": total,
+            "pm": 100.0 * remaining / total,
+            "iterations": result.iterations,
+            "stopped_early": result.stopped_early,
+            "early_stop_iteration": result.early_stop_iteration,
+            "test_accuracy_at_early_stop": result.at_early_stop["test/accuracy"],
+            "val_accuracy_at_early_stop": result.at_early_stop["val/accuracy"],
+            "val_loss_at_early_stop": result.at_early_stop["val/loss"],
+            "train_accuracy_at_early_stop": result.at_early_stop["train/accuracy"],
+            "final_test_accuracy": result.final["test/accuracy"],
+            "final_val_accuracy": result.final["val/accuracy"],
+            "final_train_accuracy": result.final["train/accuracy"],
+            "wall_seconds": time.time() - started,
+        }
+        save_json(summary_path, summary)
+        (job / layout.RESUME).unlink(missing_ok=True)  # no longer needed once the summary exists
+    if store is not None:
+        index.record(store, summary)
+    return summary

@@ -1,0 +1,204 @@
+"""The one training loop. Evaluation, checkpoints, masks, early-stop bookkeeping and resume hook
+in here; the lottery runner and every control call ``train``; nobody copies the loop."""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ticketlab.data import BatchSampler, Splits, augment_batch
+from ticketlab.pruning import Mask
+from ticketlab.spec import TrainingSpec
+from ticketlab.store import layout
+from ticketlab.store.artifacts import load_torch, save_torch
+from ticketlab.train.metrics import EarlyStop, MetricLog
+from ticketlab.train.optim import Schedule, build_optimizer, decoupled_decay
+from ticketlab.train.progress import Progress
+
+
+@dataclass
+class TrainResult:
+    iterations: int                 # iterations actually run (fewer than planned only with patience)
+    early_stop_iteration: int
+    at_early_stop: dict[str, float]  # val/test (and train, full split) metrics at the early-stop point
+    final: dict[str, float]          # the same at the last iteration
+    stopped_early: bool
+    best_state: dict[str, torch.Tensor]
+
+
+class _MaskedParams:
+    """Pairs of (parameter, float mask) for the hot path: mask gradients before the step and re-zero
+    weights after it, so momentum, Adam moments and weight decay can never revive a pruned weight."""
+
+    def __init__(self, model: torch.nn.Module, mask: Mask | None):
+        params = dict(model.named_parameters())
+        names = list(mask) if mask is not None else []
+        self.params = [params[n] for n in names]
+        self.masks = [mask[n].to(device=params[n].device, dtype=params[n].dtype) for n in names]
+
+    @torch.no_grad()
+    def zero_weights(self) -> None:
+        if self.params:
+            torch._foreach_mul_(self.params, self.masks)
+
+    @torch.no_grad()
+    def zero_grads(self) -> None:
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if grads:
+            torch._foreach_mul_(grads, [m for p, m in zip(self.params, self.masks) if p.grad is not None])
+
+
+def _autocast(precision: str, device: torch.device):
+    if precision == "fp32":
+        return nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, precision: str = "fp32") -> tuple[float, float]:
+    """Mean cross-entropy and accuracy over (x, y) in large batches."""
+    if len(x) == 0:
+        return float("nan"), float("nan")
+    was_training = model.training
+    model.eval()
+    loss = torch.zeros((), dtype=torch.float64, device=x.device)
+    correct = torch.zeros((), dtype=torch.int64, device=x.device)
+    with _autocast(precision, x.device):
+        for i in range(0, len(x), batch_size):
+            logits = model(x[i:i + batch_size]).float()
+            target = y[i:i + batch_size]
+            loss += F.cross_entropy(logits, target, reduction="sum").double()
+            correct += (logits.argmax(1) == target).sum()
+    model.train(was_training)
+    return loss.item() / len(x), correct.item() / len(x)
+
+
+def train(model: torch.nn.Module, mask: Mask | None, splits: Splits, spec: TrainingSpec, *, job: Path | None = None,
+          augment: bool = False, progress: Progress | None = None, checkpoint_seconds: float = 60.0) -> TrainResult:
+    """Train ``model`` (already initialised; pruned weights are zeroed here) under ``mask``.
+
+    With ``job`` set, metrics go to ``job/metrics.jsonl``, weights at ``spec.checkpoints`` to
+    ``job/step_<n>.pt``, and a resumable state to ``job/resume.pt`` at evaluation points at most every
+    ``checkpoint_seconds``: rerunning after a kill continues from there and gives bit-identical results,
+    because the data order and augmentation are pure functions of (seed, step)."""
+    device = splits.train_x.device
+    sampler = BatchSampler(len(splits.train_x), spec.batch_size, spec.data_seed, device=device)
+    ipe = sampler.iterations_per_epoch
+    total = spec.steps.iterations(ipe)
+    eval_every = spec.eval_every.iterations(ipe)
+    keep_steps = {s.iterations(ipe) for s in spec.checkpoints}
+    schedule = Schedule(spec, ipe, total)
+    masked = _MaskedParams(model, mask)
+    optimizer = build_optimizer(spec, model.parameters(), device)
+    scaler = torch.amp.GradScaler(device.type) if spec.precision == "fp16" and device.type == "cuda" else None
+    log = MetricLog(job / layout.METRICS if job else None)
+    tracker = EarlyStop(patience=spec.patience)
+    best_state = None
+    start = 0
+    train_loss_sum = torch.zeros((), device=device)
+    train_loss_count = 0
+
+    resume_path = job / layout.RESUME if job else None
+    if resume_path is not None and resume_path.exists():
+        state = load_torch(resume_path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        tracker = EarlyStop(**state["tracker"])
+        best_state = state["best_state"]
+        torch.set_rng_state(state["rng"])
+        start = state["step"]
+        log.truncate_after(start)  # the evaluation at `start` was logged before the checkpoint was saved
+    else:
+        log.truncate_after(-1)
+    masked.zero_weights()
+
+    def evaluate_all(step: int) -> dict[str, float]:
+        result = {}
+        for split, x, y in (("val", splits.val_x, splits.val_y), ("test", splits.test_x, splits.test_y)):
+            loss, acc = evaluate(model, x, y, spec.eval_batch_size, spec.precision)
+            result[f"{split}/loss"], result[f"{split}/accuracy"] = loss, acc
+        return result
+
+    def save_resume(step: int) -> None:
+        if resume_path is not None:
+            save_torch(resume_path, {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                     "tracker": tracker.state(), "best_state": best_state, "rng": torch.get_rng_state()})
+
+    last_save = time.monotonic()
+    step = start
+    resumed_at = start if start else -1
+    stopped = False
+    values: dict[str, float] = {}
+    model.train()
+    while True:
+        if (step % eval_every == 0 or step == total) and step != resumed_at:
+            values = evaluate_all(step)
+            if train_loss_count:
+                values["train/batch_loss"] = (train_loss_sum / train_loss_count).item()
+                train_loss_sum.zero_()
+                train_loss_count = 0
+            values["lr"] = schedule(step)
+            log.write(step, values)
+            if tracker.update(step, values):
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            if progress:
+                progress.update(step, f"val acc {values['val/accuracy']:.4f}", force=step == total)
+            stopped = tracker.should_stop
+            if step == total or stopped:
+                break
+            if step > start and time.monotonic() - last_save > checkpoint_seconds:
+                save_resume(step)
+                last_save = time.monotonic()
+        if step in keep_steps and job is not None and not (job / layout.step_checkpoint(step)).exists():
+            save_torch(job / layout.step_checkpoint(step), model.state_dict())
+
+        lr = schedule(step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        idx = sampler.indices(step)
+        x, y = splits.train_x[idx], splits.train_y[idx]
+        if augment:
+            x = augment_batch(x, spec.data_seed, step)
+        with _autocast(spec.precision, device):
+            loss = F.cross_entropy(model(x).float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        masked.zero_grads()
+        decoupled_decay(spec, model.parameters(), lr)
+        if scaler:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        masked.zero_weights()
+        train_loss_sum += loss.detach()
+        train_loss_count += 1
+        step += 1
+        if progress and step % 50 == 0:
+            progress.update(step)
+
+    if job is not None and step in keep_steps and not (job / layout.step_checkpoint(step)).exists():
+        save_torch(job / layout.step_checkpoint(step), model.state_dict())
+    final = {k: v for k, v in values.items() if k.startswith(("val/", "test/"))}
+    # Training accuracy on the full training split, at the end and at the early-stopping point
+    # (PROTOCOL §4.2: the evaluation set is unspecified; we use the whole training split).
+    final["train/loss"], final["train/accuracy"] = evaluate(model, splits.train_x, splits.train_y, spec.eval_batch_size, spec.precision)
+    at_best = dict(tracker.at_best)
+    final_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(best_state)
+    at_best["train/loss"], at_best["train/accuracy"] = evaluate(model, splits.train_x, splits.train_y, spec.eval_batch_size, spec.precision)
+    model.load_state_dict(final_state)
+    if progress:
+        progress.close()
+    return TrainResult(iterations=step, early_stop_iteration=tracker.best_step, at_early_stop=at_best,
+                       final=final, stopped_early=stopped, best_state=best_state)

@@ -1,0 +1,162 @@
+"""The one training loop: masks hold under every optimizer, schedules, early stopping, checkpoints, resume."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from ticketlab import TicketlabError, api
+from ticketlab.pruning import Mask
+from ticketlab.spec import TrainingSpec, apply_overrides
+from ticketlab.steps import Step
+from ticketlab.store import layout
+from ticketlab.store.artifacts import load_torch
+from ticketlab.train.job import build_model
+from ticketlab.train.loop import train
+from ticketlab.train.metrics import read_metrics
+from ticketlab.train.optim import Schedule
+
+QUICK = {"data.dataset": "synthetic", "data.val_size": 200, "model.hidden": "32,16",
+         "training.steps": "60it", "training.eval_every": "20it", "training.batch_size": 30}
+
+
+def quick_spec(**extra):
+    return api.make_spec("lenet", overrides={**QUICK, **extra})
+
+
+def random_mask(model, density=0.5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return Mask.from_tensors({n: torch.rand(p.shape, generator=g) < density for n, p in model.prunable_weights().items()})
+
+
+@pytest.mark.parametrize("training", [
+    {"training.optimizer": "sgd", "training.lr": "0.1"},
+    {"training.optimizer": "sgd", "training.lr": "0.05", "training.momentum": "0.9"},
+    {"training.optimizer": "sgd", "training.lr": "0.05", "training.momentum": "0.9", "training.nesterov": "true",
+     "training.weight_decay": "0.01"},
+    {"training.optimizer": "sgd", "training.lr": "0.05", "training.momentum": "0.9", "training.weight_decay": "0.01",
+     "training.decoupled_weight_decay": "true"},
+    {"training.optimizer": "adam"},
+    {"training.optimizer": "adam", "training.weight_decay": "0.01"},
+    {"training.optimizer": "adam", "training.weight_decay": "0.01", "training.decoupled_weight_decay": "true"},
+    {"training.optimizer": "adam", "training.precision": "bf16"},
+], ids=["sgd", "momentum", "nesterov+wd", "sgdw", "adam", "adam+wd", "adamw", "adam-bf16"])
+def test_pruned_weights_stay_exactly_zero(training):
+    spec = quick_spec(**training)
+    splits = api.load_splits(spec.data)
+    model = build_model(spec, splits)
+    with torch.no_grad():  # start from weights that are non-zero everywhere
+        for p in model.parameters():
+            p.add_(0.01)
+    mask = random_mask(model)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    train(model, mask, splits, spec.training)
+    params = dict(model.named_parameters())
+    for name, m in mask.items():
+        assert torch.all(params[name][~m] == 0), name
+        assert not torch.equal(params[name][m], before[name][m]), f"{name} did not train"
+
+
+def test_schedules():
+    spec = TrainingSpec(lr=1.0, schedule="step", milestones=(Step(100), Step(2, "ep")), warmup=Step(50))
+    s = Schedule(spec, iterations_per_epoch=100, total=300)
+    assert s(0) == 0.0 and s(25) == pytest.approx(0.5) and s(50) == 1.0
+    assert s(99) == 1.0 and s(100) == pytest.approx(0.1) and s(200) == pytest.approx(0.01)
+    cos = Schedule(apply_overrides(api.make_spec("lenet"), {"training.schedule": "cosine", "training.warmup": "10it"}).training, 100, 110)
+    assert cos(10) == pytest.approx(1.2e-3) and cos(60) == pytest.approx(0.6e-3) and cos(110) == pytest.approx(0.0)
+    # the warmup ends at the first drop (Resnet-18 with 20K warmup): the drop applies to the warmed-up lr
+    r = Schedule(TrainingSpec(lr=0.03, schedule="step", milestones=(Step(20),), warmup=Step(20)), 10, 30)
+    assert r(19) == pytest.approx(0.03 * 19 / 20) and r(20) == pytest.approx(0.003)
+
+
+def test_job_records_early_stop_and_is_idempotent(tmp_path):
+    spec = quick_spec(**{"training.checkpoints": "0it,40it"})
+    summary = api.train(spec, tmp_path)
+    job = tmp_path / f"train-{summary['run_id']}"
+    val = dict(read_metrics(job / layout.METRICS)["val/loss"])
+    assert sorted(val) == [0, 20, 40, 60]
+    assert summary["early_stop_iteration"] == min(val, key=val.get)
+    assert 0 <= summary["test_accuracy_at_early_stop"] <= 1 and summary["pm"] == 100.0
+    assert (job / layout.step_checkpoint(0)).exists() and (job / layout.step_checkpoint(40)).exists()
+    at_zero, init = load_torch(job / layout.step_checkpoint(0)), load_torch(job / layout.INIT)
+    assert all(torch.equal(at_zero[k], init[k]) for k in init)
+    mtime = (job / layout.SUMMARY).stat().st_mtime_ns
+    again = api.train(spec, tmp_path)
+    assert again == summary and (job / layout.SUMMARY).stat().st_mtime_ns == mtime
+    rows = api.results(tmp_path)
+    assert len(rows) == 1 and rows[0]["run_id"] == summary["run_id"]
+
+
+def test_rewind_checkpoint_equals_state_at_that_step(tmp_path):
+    long = api.train(quick_spec(**{"training.checkpoints": "20it"}), tmp_path)
+    short = api.train(quick_spec(**{"training.steps": "20it"}), tmp_path)
+    kept = load_torch(tmp_path / f"train-{long['run_id']}" / layout.step_checkpoint(20))
+    final_short = load_torch(tmp_path / f"train-{short['run_id']}" / layout.FINAL)
+    assert kept.keys() == final_short.keys()
+    assert all(torch.equal(kept[k], final_short[k]) for k in kept)
+
+
+def test_patience_stops_training():
+    spec = quick_spec(**{"training.steps": "2000it", "training.eval_every": "10it", "training.patience": "2",
+                         "training.lr": "0.05"})
+    splits = api.load_splits(spec.data)
+    model = build_model(spec, splits)
+    result = train(model, None, splits, spec.training)
+    assert result.stopped_early and result.iterations < 2000
+    assert result.iterations - result.early_stop_iteration == 20
+
+
+def test_resume_after_crash_is_bit_identical(tmp_path, monkeypatch):
+    spec = quick_spec(**{"training.steps": "100it"})
+    reference = api.train(spec, tmp_path / "a")
+    ref_final = load_torch(tmp_path / "a" / f"train-{reference['run_id']}" / layout.FINAL)
+
+    import ticketlab.train.loop as loop
+    calls = {"n": 0}
+    real = loop.BatchSampler.indices
+
+    def crash_at_70(self, step):
+        if step == 70:
+            raise RuntimeError("simulated crash")
+        return real(self, step)
+    monkeypatch.setattr(loop.BatchSampler, "indices", crash_at_70)
+    with pytest.raises(RuntimeError):
+        api.train(spec, tmp_path / "b", checkpoint_seconds=0)
+    job = tmp_path / "b" / f"train-{reference['run_id']}"
+    assert (job / layout.RESUME).exists() and not (job / layout.SUMMARY).exists()
+    assert load_torch(job / layout.RESUME)["step"] == 60
+    monkeypatch.setattr(loop.BatchSampler, "indices", real)
+    resumed = api.train(spec, tmp_path / "b")
+    final = load_torch(job / layout.FINAL)
+    assert all(torch.equal(final[k], ref_final[k]) for k in ref_final)
+    for key in ("early_stop_iteration", "test_accuracy_at_early_stop", "final_test_accuracy", "final_train_accuracy"):
+        assert resumed[key] == reference[key]
+    steps = [json.loads(l)["step"] for l in (job / layout.METRICS).read_text().splitlines() if '"val/loss"' in l]
+    assert steps == [0, 20, 40, 60, 80, 100]  # no duplicated records after the resume
+
+
+def test_corrupt_checkpoint_is_a_clear_error_and_keeps_the_store(tmp_path):
+    spec = quick_spec()
+    done = api.train(spec, tmp_path)
+    other = quick_spec(**{"training.lr": "0.002"})
+    from ticketlab.spec import spec_hash
+    job = tmp_path / f"train-{spec_hash(other, 'train')}"
+    job.mkdir()
+    (job / layout.RESUME).write_bytes(b"not a checkpoint")
+    with pytest.raises(TicketlabError, match="corrupt.*delete it"):
+        api.train(other, tmp_path)
+    assert (tmp_path / f"train-{done['run_id']}" / layout.SUMMARY).exists()
+    assert [r["run_id"] for r in api.results(tmp_path)] == [done["run_id"]]
+    (job / layout.RESUME).unlink()
+    assert api.train(other, tmp_path)["run_id"] == job.name.removeprefix("train-")
+
+
+def test_masked_training_records_pm(tmp_path):
+    spec = quick_spec()
+    model = build_model(spec, api.load_splits(spec.data))
+    mask = random_mask(model, 0.3)
+    summary = api.train(spec, tmp_path, mask=mask)
+    assert summary["mask_hash"] == mask.hash()
+    assert math.isclose(summary["pm"], 100 * mask.count() / summary["weights_total"])
+    assert summary["run_id"] != api.train(spec, tmp_path)["run_id"]
