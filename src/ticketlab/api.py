@@ -1,0 +1,66 @@
+"""The Python API: the same functions the CLI calls.
+
+    >>> from ticketlab import api
+    >>> spec = api.make_spec("lenet", overrides={"training.steps": "2000it"})
+    >>> summary = api.train(spec, store="store")
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from ticketlab import TicketlabError, data, models
+from ticketlab.pruning import Mask
+from ticketlab.spec import PruningSpec, TrainSpec, apply_overrides, spec_hash
+from ticketlab.store import index, layout
+from ticketlab.train.job import run_job
+
+
+def make_spec(model: str, dataset: str | None = None, overrides: Mapping[str, Any] | None = None) -> TrainSpec:
+    """A TrainSpec following the paper's settings for ``model`` (PROTOCOL §3.2), then ``overrides``
+    (``{"training.lr": 0.1, ...}``). Pruning keys of the paper defaults are left to ``make_pruning``."""
+    if model not in models.names():
+        raise TicketlabError(f"unknown model {model!r}; choose one of {models.names()}")
+    defaults = {k: v for k, v in models.paper_defaults(model).items() if not k.startswith("pruning.")}
+    spec = apply_overrides(TrainSpec(), {"model.name": model, **defaults})
+    if dataset is not None:
+        spec = apply_overrides(spec, {"data.dataset": dataset})
+    return apply_overrides(spec, dict(overrides or {}))
+
+
+def make_pruning(model: str, overrides: Mapping[str, Any] | None = None) -> PruningSpec:
+    """The paper's pruning rates for ``model`` (PROTOCOL §1.5), then ``{"conv_rate": ...}`` overrides."""
+    defaults = {k.removeprefix("pruning."): v for k, v in models.paper_defaults(model).items() if k.startswith("pruning.")}
+    return apply_overrides(PruningSpec(), {**defaults, **dict(overrides or {})})
+
+
+@functools.lru_cache(maxsize=4)
+def load_splits(data_spec, data_dir: str | None = None, device: str = "cpu") -> data.Splits:
+    """The dataset of ``data_spec`` on ``device`` (cached per process: experiments reuse it)."""
+    return data.load(data_spec, data_dir=data_dir, device=device)
+
+
+def train(spec: TrainSpec, store: str | Path, *, mask: Mask | None = None, data_dir: str | None = None,
+          device: str = "cpu", progress: bool | None = None, checkpoint_seconds: float = 60.0) -> dict:
+    """Train one network (dense, or under ``mask``) in the store; returns its summary.
+
+    The run is named by the hash of its non-default hyperparameters (and the mask's hash), so the
+    same call twice trains once, and a killed call resumes where it stopped."""
+    store = Path(store)
+    extra = {"mask": mask.hash()} if mask is not None else None
+    name = spec_hash(spec, "train", extra)
+    splits = load_splits(spec.data, str(data_dir) if data_dir else None, device)
+    job = layout.experiment_dir(store, "train", name)
+    context = {"run_id": name, "experiment": f"train-{name}", "kind": "train", "branch": "main", "trial": 0, "level": 0}
+    return run_job(job, spec, splits, mask=mask, context=context, store=store, progress=progress,
+                   checkpoint_seconds=checkpoint_seconds)
+
+
+def results(store: str | Path, where: Mapping[str, Any] | None = None) -> list[dict]:
+    """Rows of the store's index (one per finished job)."""
+    return index.query(Path(store), dict(where or {}))
+

@@ -1,0 +1,183 @@
+"""The ``ticketlab`` command: a thin layer that parses arguments and calls ``ticketlab.api``."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+from ticketlab import TicketlabError
+from ticketlab.analysis.tables import format_summary, format_table
+
+DEFAULT_STORE = "ticketlab-store"
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", default=DEFAULT_STORE, help=f"run store directory (default: ./{DEFAULT_STORE})")
+    p.add_argument("--data-dir", default=None, help="folder holding <dataset>/ with the official files (or set TICKETLAB_DATA)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="override a hyperparameter, e.g. --set training.lr=0.001 (repeatable)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ticketlab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("models", help="list the models with their weight counts")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("schedule", help="weights remaining per pruning level, without training")
+    p.add_argument("model")
+    p.add_argument("--levels", type=int, default=20)
+    p.add_argument("--rates", nargs="+", default=[], metavar="KIND=RATE",
+                   help="per-round rates: conv=0.1 fc=0.2 output=0.1 global=0.2")
+    p.add_argument("--global", dest="global_scope", action="store_true", help="one global pool instead of per-layer rates")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("train", help="train one network (dense, or under --mask)")
+    p.add_argument("--model", default="lenet")
+    p.add_argument("--dataset", default=None, help="default: the model's paper dataset")
+    p.add_argument("--mask", default=None, help="a mask file (.npz) to train under")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--checkpoint-seconds", type=float, default=60.0,
+                   help="save a resumable state at most this often (at evaluation points)")
+    _add_common(p)
+
+    p = sub.add_parser("results", help="query the store's index")
+    p.add_argument("--store", default=DEFAULT_STORE)
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true")
+    fmt.add_argument("--csv", action="store_true")
+    p.add_argument("--where", nargs="+", default=[], metavar="COLUMN=VALUE", help="filter rows, e.g. kind=train")
+    p.add_argument("--reindex", action="store_true", help="rebuild the index from the summaries on disk first")
+
+    p = sub.add_parser("plot", help="plot curves of a finished training run")
+    p.add_argument("run", help="a run_id or a job directory")
+    p.add_argument("--store", default=DEFAULT_STORE)
+    p.add_argument("--out", default=None, help="output file stem (default: <job>/curves)")
+
+    p = sub.add_parser("bench", help="training-loop speed: ticketlab vs a stock PyTorch loop")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quick", action="store_true", help="a run of well under a minute")
+    p.add_argument("--data-dir", default=None)
+
+    p = sub.add_parser("demo", help="the main job: a short Lenet-on-MNIST run with its plots")
+    p.add_argument("--store", default=DEFAULT_STORE)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--steps", default="3000it")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(COMMANDS[args.command](args) or 0)
+    except TicketlabError as exc:
+        print(f"ticketlab: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ticketlab: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+def cmd_models(args) -> None:
+    from ticketlab import models
+    rows = [models.describe(name) for name in models.names()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(format_table(rows, ["name", "weights", "prunable", "conv", "fc", "output", "biases", "bn_affine", "bn_buffers"]))
+
+
+def cmd_schedule(args) -> None:
+    from ticketlab import api, models, pruning
+    from ticketlab.spec import parse_set
+    if args.levels < 0:
+        raise TicketlabError("--levels must be >= 0")
+    overrides = parse_set(args.set)
+    pruning_overrides = {k.removeprefix("pruning."): v for k, v in overrides.items() if k.startswith("pruning.")}
+    for item in args.rates:
+        kind, sep, rate = item.partition("=")
+        if not sep or kind not in ("conv", "fc", "output", "global"):
+            raise TicketlabError(f"--rates takes KIND=RATE with KIND in conv, fc, output, global; got {item!r}")
+        pruning_overrides[f"{kind}_rate"] = rate
+    if args.global_scope:
+        pruning_overrides["scope"] = "global"
+    spec = api.make_spec(args.model, overrides={k: v for k, v in overrides.items() if not k.startswith("pruning.")})
+    pspec = api.make_pruning(args.model, pruning_overrides)
+    model = models.build(spec.model)
+    shapes = {name: tuple(p.shape) for name, p in model.named_parameters() if name in model.weight_info()}
+    levels = pruning.schedule(shapes, model.weight_info(), pspec, args.levels)
+    if args.json:
+        print(json.dumps(levels, indent=2))
+    else:
+        print(format_table([{**lv, "pm": round(lv["pm"], 2)} for lv in levels], ["level", "weights_remaining", "pm"]))
+
+
+def cmd_train(args) -> None:
+    from ticketlab import api
+    from ticketlab.pruning import Mask
+    from ticketlab.spec import parse_set
+    spec = api.make_spec(args.model, args.dataset, parse_set(args.set))
+    mask = Mask.load(args.mask) if args.mask else None
+    summary = api.train(spec, args.store, mask=mask, data_dir=args.data_dir, device=args.device,
+                        checkpoint_seconds=args.checkpoint_seconds)
+    if args.json:
+        print(json.dumps(summary, indent=2, sort_keys=True))
+    else:
+        print(format_summary(summary))
+
+
+RESULT_COLUMNS = ["run_id", "kind", "branch", "trial", "level", "pm", "early_stop_iteration",
+                  "test_accuracy_at_early_stop", "final_test_accuracy"]
+
+
+def cmd_results(args) -> None:
+    from ticketlab import api
+    from ticketlab.store import index
+    if args.reindex:
+        index.reindex(Path(args.store))
+    where = {}
+    for item in args.where:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise TicketlabError(f"--where takes COLUMN=VALUE, got {item!r}")
+        where[key] = int(value) if value.lstrip("-").isdigit() else value
+    rows = api.results(args.store, where)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif args.csv:
+        if rows:
+            writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    else:
+        print(format_table(rows, RESULT_COLUMNS))
+
+
+def cmd_plot(args) -> None:
+    from ticketlab.analysis import plots
+    for path in plots.plot_run(args.store, args.run, args.out):
+        print(path)
+
+
+def cmd_bench(args) -> None:
+    from ticketlab import bench
+    report = bench.run(quick=args.quick, data_dir=args.data_dir)
+    print(json.dumps(report, indent=2) if args.json else bench.format_report(report))
+
+
+def cmd_demo(args) -> None:
+    from ticketlab import demo
+    demo.run(args.store, steps=args.steps, data_dir=args.data_dir)
+
+
+COMMANDS = {"models": cmd_models, "schedule": cmd_schedule, "train": cmd_train, "results": cmd_results,
+            "plot": cmd_plot, "bench": cmd_bench, "demo": cmd_demo}
+
+if __name__ == "__main__":
+    sys.exit(main())
