@@ -77,7 +77,8 @@ def _rate(seconds_of, short: int, long: int, repeats: int) -> float:
     return statistics.median(rates)
 
 
-def run(quick: bool = False, data_dir: str | None = None) -> dict:
+def run(quick: bool = False, data_dir: str | None = None, sizes: tuple[int, int, int] | None = None) -> dict:
+    """Measure both loops; ``sizes`` = (short, long, repeats) overrides the run lengths."""
     try:
         splits = api.load_splits(DataSpec(dataset="mnist"), data_dir)
         dataset = splits.info.label
@@ -91,7 +92,7 @@ def run(quick: bool = False, data_dir: str | None = None) -> dict:
     densities = {name: (0.9 ** 3 if info.kind == "output" else 0.8 ** 3) for name, info in model.weight_info().items()}
     mask = Mask.from_tensors({name: torch.rand(p.shape, generator=generator) < densities[name]
                               for name, p in model.prunable_weights().items()})
-    short, long, repeats = (100, 600, 3) if quick else (300, 2300, 5)
+    short, long, repeats = sizes or ((100, 600, 3) if quick else (300, 2300, 5))
     stock = _rate(lambda n: _stock_seconds(splits, list(mask.values()), n), short, long, repeats)
     ours = _rate(lambda n: _ticketlab_seconds(spec, splits, mask, n), short, long, repeats)
     return {
