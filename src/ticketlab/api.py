@@ -64,3 +64,45 @@ def results(store: str | Path, where: Mapping[str, Any] | None = None) -> list[d
     """Rows of the store's index (one per finished job)."""
     return index.query(Path(store), dict(where or {}))
 
+
+
+def make_experiment(model: str | None = None, preset: str | None = None,
+                    overrides: Mapping[str, Any] | None = None) -> "LotteryExperimentSpec":
+    """A lottery experiment: the model's paper defaults (PROTOCOL §1.5, §3.2), then the preset's
+    settings, then ``overrides`` (``{"lottery.levels": 5, ...}``)."""
+    from ticketlab.lottery import presets
+    from ticketlab.spec import LotteryExperimentSpec
+    settings = dict(presets.load(preset)["settings"]) if preset else {}
+    overrides = dict(overrides or {})
+    model = overrides.pop("model.name", None) or model or settings.pop("model.name", None) or "lenet"
+    settings.pop("model.name", None)
+    if model not in models.names():
+        raise TicketlabError(f"unknown model {model!r}; choose one of {models.names()}")
+    spec = apply_overrides(LotteryExperimentSpec(), {"model.name": model, **models.paper_defaults(model)})
+    return apply_overrides(apply_overrides(spec, settings), overrides)
+
+
+def lottery(exp: "LotteryExperimentSpec", store: str | Path, *, data_dir: str | None = None, device: str = "cpu",
+            progress: bool | None = None, workers: int = 1, checkpoint_seconds: float = 60.0,
+            trials: list[int] | None = None, log=print) -> Path:
+    """Run (or resume, or just find) a lottery experiment; returns its folder in the store.
+
+    ``workers`` > 1 spreads the trials over that many processes, one thread each."""
+    from ticketlab.lottery.runner import Lottery
+    trials = list(range(exp.lottery.trials)) if trials is None else trials
+    if workers > 1 and len(trials) > 1:
+        import concurrent.futures
+        import multiprocessing
+        groups = [trials[i::workers] for i in range(min(workers, len(trials)))]
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(len(groups), mp_context=context,
+                                                    initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            futures = [pool.submit(lottery, exp, store, data_dir=data_dir, device=device, progress=False,
+                                   checkpoint_seconds=checkpoint_seconds, trials=group) for group in groups]
+            for future in futures:
+                future.result()
+    else:
+        splits = load_splits(exp.data, str(data_dir) if data_dir else None, device)
+        Lottery(exp, Path(store), splits, progress=progress, checkpoint_seconds=checkpoint_seconds, log=log).run(trials)
+    from ticketlab.lottery.runner import experiment_name
+    return layout.experiment_dir(Path(store), "lottery", experiment_name(exp))

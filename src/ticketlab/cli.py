@@ -47,6 +47,17 @@ def _parser() -> argparse.ArgumentParser:
                    help="save a resumable state at most this often (at evaluation points)")
     _add_common(p)
 
+    p = sub.add_parser("lottery", help="iterative pruning over levels and trials, with controls")
+    p.add_argument("--preset", default=None, help="a preset from `ticketlab presets`")
+    p.add_argument("--model", default=None, help="default: the preset's model, else lenet")
+    p.add_argument("--workers", type=int, default=1, help="processes to spread the trials over (one thread each)")
+    p.add_argument("--checkpoint-seconds", type=float, default=60.0)
+    p.add_argument("--plot", action="store_true", help="write the standard plots when done")
+    _add_common(p)
+
+    p = sub.add_parser("presets", help="the papers' experiments, ready to run")
+    p.add_argument("--json", action="store_true")
+
     p = sub.add_parser("results", help="query the store's index")
     p.add_argument("--store", default=DEFAULT_STORE)
     fmt = p.add_mutually_exclusive_group()
@@ -136,6 +147,35 @@ RESULT_COLUMNS = ["run_id", "kind", "branch", "trial", "level", "pm", "early_sto
                   "test_accuracy_at_early_stop", "final_test_accuracy"]
 
 
+def cmd_lottery(args) -> None:
+    from ticketlab import api
+    from ticketlab.spec import parse_set
+    exp = api.make_experiment(args.model, args.preset, parse_set(args.set))
+    root = api.lottery(exp, args.store, data_dir=args.data_dir, device=args.device, workers=args.workers,
+                       checkpoint_seconds=args.checkpoint_seconds)
+    print(f"experiment {root.name} ({root})")
+    from ticketlab.analysis import lottery_tables
+    print(lottery_tables.format_levels(lottery_tables.level_table(args.store, root.name)))
+    if args.plot:
+        from ticketlab.analysis import lottery_plots
+        for path in lottery_plots.standard_plots(args.store, root.name):
+            print(f"plot: {path}")
+
+
+def cmd_presets(args) -> None:
+    from ticketlab.lottery import presets
+    rows = [presets.load(name) for name in presets.names()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        meta = row["meta"]
+        print(f"{row['name']}: {meta.get('description', '')}")
+        for key in ("figures", "command", "runtime", "reference"):
+            if key in meta:
+                print(f"    {key}: {meta[key]}")
+
+
 def cmd_results(args) -> None:
     from ticketlab import api
     from ticketlab.store import index
@@ -152,7 +192,8 @@ def cmd_results(args) -> None:
         print(json.dumps(rows, indent=2))
     elif args.csv:
         if rows:
-            writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
+            fields = list(dict.fromkeys(k for row in rows for k in row))
+            writer = csv.DictWriter(sys.stdout, fieldnames=fields)
             writer.writeheader()
             writer.writerows(rows)
     else:
@@ -176,7 +217,8 @@ def cmd_demo(args) -> None:
     demo.run(args.store, steps=args.steps, data_dir=args.data_dir)
 
 
-COMMANDS = {"models": cmd_models, "schedule": cmd_schedule, "train": cmd_train, "results": cmd_results,
+COMMANDS = {"models": cmd_models, "schedule": cmd_schedule, "train": cmd_train, "lottery": cmd_lottery,
+            "presets": cmd_presets, "results": cmd_results,
             "plot": cmd_plot, "bench": cmd_bench, "demo": cmd_demo}
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import hashlib
 import json
 import types
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Mapping
 
 from ticketlab import TicketlabError
@@ -122,6 +122,46 @@ class PruningSpec:
         return {"conv": self.conv_rate, "fc": self.fc_rate}[kind]
 
 
+_MODES = ("reset", "rewind", "lr-rewind", "continue")
+_RANDOM_CONTROLS = ("global", "preserve_lpr", "per_layer")
+
+
+@dataclass(frozen=True)
+class LotterySpec:
+    """Iterative pruning over levels, its trials and its controls (PROTOCOL 1.2-1.3, 1.7-1.14)."""
+
+    levels: int = 15                 # pruning levels after the dense level 0
+    trials: int = 1                  # trial t uses model.init_seed + t and training.data_seed + t
+    mode: str = "reset"              # survivors set to: theta_0 | theta_rewind | trained (lr restarts) | continue (App. B)
+    rewind: Step = Step(0, "it")     # mode=rewind: the step of the dense run to rewind to
+    mask_source: str = "final"       # prune from the 'final' weights ([S1]) or the 'best' (min val loss) ones ([S0])
+    reinits: int = 3                 # random reinitialisations per trial and level (F: "reinit")
+    random_controls: tuple[str, ...] = ()   # random masks: 'global', 'preserve_lpr' (= 'per_layer')
+    random_trials: int = 1           # random masks per control per trial and level
+    random_init: str = "fresh"       # random-mask controls start from a 'fresh' init or the ticket's 'theta0'
+    dm_reinits: int = 0              # reinit from the ticket's own init distribution D_m (F.3)
+    noise: tuple[float, ...] = ()    # Gaussian noise c*sigma_l on the init (F.7), one branch per c
+    prune_at_init: bool = False      # magnitude pruning of theta_0 at the level's densities (F.4)
+    control_levels: tuple[int, ...] = ()    # levels that get controls; empty = every level >= 1
+    oneshot: tuple[float, ...] = ()  # one-shot fractions pruned from the dense run (output at half)
+    fixed_iterations: tuple[Step, ...] = ()  # also report test accuracy at these iterations
+
+    def __post_init__(self):
+        _check(self.levels >= 0, "lottery.levels must be >= 0")
+        _check(self.trials >= 1, "lottery.trials must be >= 1")
+        _check(self.mode in _MODES, f"lottery.mode must be one of {_MODES}, got {self.mode!r}")
+        _check(self.mask_source in ("final", "best"), "lottery.mask_source must be 'final' or 'best'")
+        _check(self.random_init in ("fresh", "theta0"), "lottery.random_init must be 'fresh' or 'theta0'")
+        bad = set(self.random_controls) - set(_RANDOM_CONTROLS)
+        _check(not bad, f"lottery.random_controls may hold {_RANDOM_CONTROLS}; got {sorted(bad)}")
+        for name in ("reinits", "random_trials", "dm_reinits"):
+            _check(getattr(self, name) >= 0, f"lottery.{name} must be >= 0")
+        _check(all(0.0 < p < 1.0 for p in self.oneshot), "lottery.oneshot fractions must be in (0, 1)")
+        _check(all(c > 0 for c in self.noise), "lottery.noise multipliers must be > 0")
+        if self.mode != "rewind":
+            _check(self.rewind.amount == 0, "lottery.rewind applies to lottery.mode=rewind only")
+
+
 @dataclass(frozen=True)
 class TrainSpec:
     """Everything that determines one training run."""
@@ -134,6 +174,30 @@ class TrainSpec:
 def _is_section(value: Any) -> bool:
     """Spec sections are dataclasses; Step is a dataclass too but a value."""
     return dataclasses.is_dataclass(value) and not (value is Step or isinstance(value, Step))
+
+
+@dataclass(frozen=True)
+class LotteryExperimentSpec:
+    """A lottery experiment. ``eval`` (None = same as ``training``) trains the tickets' evaluations and
+    the controls with other hyperparameters than the ones the masks were found with ([S3] H_eval);
+    setting any ``eval.*`` field starts it from a copy of ``training``."""
+
+    data: DataSpec = field(default_factory=DataSpec)
+    model: ModelSpec = field(default_factory=ModelSpec)
+    training: TrainingSpec = field(default_factory=TrainingSpec)
+    pruning: PruningSpec = field(default_factory=PruningSpec)
+    lottery: LotterySpec = field(default_factory=LotterySpec)
+    eval: TrainingSpec | None = field(default=None, metadata={"inherits": "training"})
+
+    def train_spec(self, trial: int = 0, training: TrainingSpec | None = None) -> TrainSpec:
+        """The TrainSpec of one training job of trial ``trial`` (seeds offset by the trial index)."""
+        training = training or self.training
+        return TrainSpec(data=self.data, model=replace(self.model, init_seed=self.model.init_seed + trial),
+                         training=replace(training, data_seed=training.data_seed + trial))
+
+    @property
+    def evaluation(self) -> TrainingSpec:
+        return self.eval if self.eval is not None else self.training
 
 
 def _check(condition: bool, message: str) -> None:
@@ -194,8 +258,11 @@ def from_dict(cls: type, data: Mapping) -> Any:
     kwargs = {}
     for name, value in data.items():
         hint = hints[name]
-        if _is_section(hint):
-            kwargs[name] = from_dict(hint, value)
+        section = next((a for a in typing.get_args(hint) if _is_section(a)), hint)
+        if value is None:
+            kwargs[name] = None
+        elif _is_section(section):
+            kwargs[name] = from_dict(section, value)
         else:
             kwargs[name] = _coerce(hint, value, name)
     return cls(**kwargs)
@@ -220,6 +287,8 @@ def _collect(spec: Any, path: list[str], value: Any, full_key: str, changes: dic
     if head not in names:
         raise TicketlabError(f"unknown setting {full_key!r}: {type(spec).__name__} has {sorted(names)}")
     current = getattr(spec, head)
+    if current is None and _inherits(spec, head):
+        current = getattr(spec, _inherits(spec, head))
     if len(path) > 1:
         _check(_is_section(current), f"{full_key!r}: {head} is not a section")
         _collect(current, path[1:], value, full_key, changes.setdefault(head, {}))
@@ -232,9 +301,20 @@ def _rebuild(spec: Any, changes: dict) -> Any:
     if not changes:
         return spec
     values = {f.name: getattr(spec, f.name) for f in fields(spec)}
-    for name, change in changes.items():
+    # inheriting sections last, so that they start from their parent's final value
+    for name in sorted(changes, key=lambda n: _inherits(spec, n) is not None):
+        change = changes[name]
+        if values[name] is None and _inherits(spec, name):
+            values[name] = values[_inherits(spec, name)]
         values[name] = _rebuild(values[name], change) if isinstance(change, dict) and _is_section(values[name]) else change
     return type(spec)(**values)
+
+
+def _inherits(spec: Any, name: str) -> str | None:
+    for f in fields(spec):
+        if f.name == name:
+            return f.metadata.get("inherits")
+    return None
 
 
 def parse_set(items: list[str] | None) -> dict[str, str]:

@@ -43,7 +43,8 @@ def record(store: Path, summary: dict) -> None:
 
 
 def query(store: Path, where: dict[str, Any] | None = None) -> list[dict]:
-    """Rows as dicts, filtered by equality on index columns, ordered by experiment, trial, level, branch."""
+    """Rows as dicts (index columns first, then the rest of each summary), filtered by equality on index
+    columns, ordered by experiment, trial, level, branch."""
     where = where or {}
     unknown = set(where) - set(COLUMNS)
     if unknown:
@@ -52,12 +53,13 @@ def query(store: Path, where: dict[str, Any] | None = None) -> list[dict]:
     if not (Path(store) / layout.INDEX).exists():
         return []
     clause = " AND ".join(f"{k} = ?" for k in where)
-    sql = f"SELECT {', '.join(COLUMNS)} FROM runs" + (f" WHERE {clause}" if clause else "")
+    sql = f"SELECT {', '.join(COLUMNS)}, summary FROM runs" + (f" WHERE {clause}" if clause else "")
     sql += " ORDER BY experiment, trial, level, branch, path"
     with _connect(store) as conn:
         rows = conn.execute(sql, list(where.values())).fetchall()
     conn.close()
-    return [dict(zip(COLUMNS, r)) for r in rows]
+    return [{**dict(zip(COLUMNS, r[:-1])), **{k: v for k, v in json.loads(r[-1]).items() if k not in COLUMNS}}
+            for r in rows]
 
 
 def reindex(store: Path) -> int:

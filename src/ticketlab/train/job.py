@@ -18,6 +18,7 @@ from ticketlab.spec import TrainSpec, to_dict
 from ticketlab.store import index, layout
 from ticketlab.store.artifacts import load_json, load_torch, locked, save_json, save_torch
 from ticketlab.train.loop import train
+from ticketlab.train.metrics import read_metrics
 from ticketlab.train.progress import Progress
 
 
@@ -41,10 +42,12 @@ def weight_counts(model: models.Model, mask: Mask) -> tuple[int, int]:
 def run_job(job: Path, spec: TrainSpec, splits: Splits, *, mask: Mask | None = None,
             init_state: dict[str, torch.Tensor] | None = None, context: dict | None = None,
             store: Path | None = None, progress: bool | None = None,
-            checkpoint_seconds: float = 60.0) -> dict:
+            checkpoint_seconds: float = 60.0, start_step: int = 0,
+            report_steps: list[int] = ()) -> dict:
     """Train ``spec`` in directory ``job`` from ``init_state`` (default: the model's own init) under
     ``mask`` (default: dense), and return its summary. ``context`` (experiment, kind, branch, trial,
-    level, ...) goes into the summary and the store index."""
+    level, ...) goes into the summary and the store index; ``report_steps`` adds the test accuracy at
+    those iterations (multiples of the evaluation interval) as ``test_accuracy_at_<step>``."""
     job = Path(job)
     summary_path = job / layout.SUMMARY
     if summary_path.exists():
@@ -69,7 +72,7 @@ def run_job(job: Path, spec: TrainSpec, splits: Splits, *, mask: Mask | None = N
         label = " ".join(f"{k}={context[k]}" for k in ("branch", "trial", "level") if k in context) or job.name
         result = train(model, mask, splits, spec.training, job=job, augment=spec.data.augment,
                        progress=Progress(label, spec.training.steps.iterations(len(splits.train_x) // spec.training.batch_size), enabled=progress),
-                       checkpoint_seconds=checkpoint_seconds)
+                       checkpoint_seconds=checkpoint_seconds, start_step=start_step)
         save_torch(job / layout.FINAL, model.state_dict())
         save_torch(job / layout.BEST, result.best_state)
         remaining, total = weight_counts(model, mask)
@@ -97,6 +100,8 @@ def run_job(job: Path, spec: TrainSpec, splits: Splits, *, mask: Mask | None = N
             "final_train_accuracy": result.final["train/accuracy"],
             "wall_seconds": time.time() - started,
         }
+        test_accuracy = dict(read_metrics(job / layout.METRICS).get("test/accuracy", []))
+        summary.update({f"test_accuracy_at_{s}": test_accuracy[s] for s in report_steps if s in test_accuracy})
         save_json(summary_path, summary)
         (job / layout.RESUME).unlink(missing_ok=True)  # no longer needed once the summary exists
     if store is not None:

@@ -80,13 +80,17 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
 
 
 def train(model: torch.nn.Module, mask: Mask | None, splits: Splits, spec: TrainingSpec, *, job: Path | None = None,
-          augment: bool = False, progress: Progress | None = None, checkpoint_seconds: float = 60.0) -> TrainResult:
+          augment: bool = False, progress: Progress | None = None, checkpoint_seconds: float = 60.0,
+          start_step: int = 0) -> TrainResult:
     """Train ``model`` (already initialised; pruned weights are zeroed here) under ``mask``.
 
     With ``job`` set, metrics go to ``job/metrics.jsonl``, weights at ``spec.checkpoints`` to
     ``job/step_<n>.pt``, and a resumable state to ``job/resume.pt`` at evaluation points at most every
     ``checkpoint_seconds``: rerunning after a kill continues from there and gives bit-identical results,
-    because the data order and augmentation are pure functions of (seed, step)."""
+    because the data order and augmentation are pure functions of (seed, step).
+
+    ``start_step`` > 0 starts mid-schedule (weight rewinding to step k trains steps k..T with the
+    learning rate and data order of those steps, and a fresh optimizer)."""
     device = splits.train_x.device
     sampler = BatchSampler(len(splits.train_x), spec.batch_size, spec.data_seed, device=device)
     ipe = sampler.iterations_per_epoch
@@ -100,7 +104,8 @@ def train(model: torch.nn.Module, mask: Mask | None, splits: Splits, spec: Train
     log = MetricLog(job / layout.METRICS if job else None)
     tracker = EarlyStop(patience=spec.patience)
     best_state = None
-    start = 0
+    start = start_step
+    resumed = False
     train_loss_sum = torch.zeros((), device=device)
     train_loss_count = 0
 
@@ -113,9 +118,10 @@ def train(model: torch.nn.Module, mask: Mask | None, splits: Splits, spec: Train
         best_state = state["best_state"]
         torch.set_rng_state(state["rng"])
         start = state["step"]
+        resumed = True
         log.truncate_after(start)  # the evaluation at `start` was logged before the checkpoint was saved
     else:
-        log.truncate_after(-1)
+        log.truncate_after(start - 1)
     masked.zero_weights()
 
     def evaluate_all(step: int) -> dict[str, float]:
@@ -132,7 +138,7 @@ def train(model: torch.nn.Module, mask: Mask | None, splits: Splits, spec: Train
 
     last_save = time.monotonic()
     step = start
-    resumed_at = start if start else -1
+    resumed_at = start if resumed else -1
     stopped = False
     values: dict[str, float] = {}
     model.train()

@@ -1,0 +1,167 @@
+"""The lottery runner: per trial, levels of train -> prune -> set the survivors, plus controls.
+
+    trial t, level 0:  train the dense network from theta_0 (keeping theta_rewind for mode=rewind)
+    level k >= 1:      mask_k = prune(weights of level k-1's IMP job, mask_{k-1})
+                       IMP job 'main' starts from, by lottery.mode:
+                         reset      theta_0
+                         rewind     theta at step lottery.rewind of the dense run (trains steps r..T)
+                         lr-rewind  level k-1's trained weights, learning-rate schedule restarted
+                         continue   level k-1's trained weights ([S1] App. B strategy 2)
+                       'ticket' (mode=continue, or when eval.* differs): mask_k at theta_0 (or the
+                         rewind point) trained with the eval hyperparameters
+                       controls (branches.py) from the ticket's mask, with the eval hyperparameters
+    one-shot:          for each fraction p, prune level 0's trained weights once, then as a ticket
+
+Every job is idempotent and resumable (train/job.py); masks are saved atomically before use and
+recomputed identically if lost, so a killed experiment continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from ticketlab import models
+from ticketlab.data import Splits
+from ticketlab.lottery.branches import Branch, LevelContext, controls
+from ticketlab.models.init import layer_init_std
+from ticketlab.pruning import Mask, prune
+from ticketlab.spec import LotteryExperimentSpec, PruningSpec, spec_hash, to_dict
+from ticketlab.steps import Step
+from ticketlab.store import layout
+from ticketlab.store.artifacts import load_torch, save_json
+from ticketlab.train.job import run_job
+
+
+def experiment_name(exp: LotteryExperimentSpec) -> str:
+    return spec_hash(exp, "lottery")
+
+
+class Lottery:
+    """One lottery experiment in the store (``<store>/lottery-<hash>/``)."""
+
+    def __init__(self, exp: LotteryExperimentSpec, store: Path, splits: Splits, *, progress: bool | None = None,
+                 checkpoint_seconds: float = 60.0, log=print):
+        self.exp, self.store, self.splits = exp, Path(store), splits
+        self.name = experiment_name(exp)
+        self.root = layout.experiment_dir(self.store, "lottery", self.name)
+        self.progress, self.checkpoint_seconds, self.log = progress, checkpoint_seconds, log
+        model = models.build(exp.model, splits.info.input_shape, splits.info.num_classes)
+        self.infos = model.weight_info()
+        self.init_std = layer_init_std(model, exp.model)
+        self.rewind_step = exp.lottery.rewind.iterations(len(splits.train_x) // exp.training.batch_size)
+        self.needs_ticket_branch = exp.lottery.mode == "continue" or (exp.eval is not None and exp.eval != exp.training)
+
+    # ------------------------------------------------------------------ running
+    def run(self, trials: list[int] | None = None) -> Path:
+        if not (self.root / layout.SPEC).exists():
+            save_json(self.root / layout.SPEC, {"kind": "lottery", "name": self.name, "spec": to_dict(self.exp),
+                                                "data": self.splits.info.label})
+        for trial in trials if trials is not None else range(self.exp.lottery.trials):
+            self.run_trial(trial)
+        return self.root
+
+    def run_trial(self, trial: int) -> None:
+        exp, lot = self.exp, self.exp.lottery
+        tdir = layout.trial_dir(self.root, trial)
+        find = exp.train_spec(trial)
+        level0 = layout.level_dir(tdir, 0) / "main"
+        if lot.mode == "rewind":  # keep theta at the rewind step of the dense run
+            find0 = replace(find, training=replace(find.training, checkpoints=tuple(sorted(
+                set(find.training.checkpoints) | {Step(self.rewind_step)}))))
+        else:
+            find0 = find
+        mask = self._full_mask()
+        for level in range(lot.levels + 1):
+            ldir = layout.level_dir(tdir, level)
+            if level > 0:
+                mask = self._mask_for(ldir, layout.level_dir(tdir, level - 1) / "main", mask, exp.pruning)
+            theta0 = load_torch(level0 / layout.INIT) if level > 0 else None
+            main = self._imp_branch(trial, level, find0 if level == 0 else find, mask, tdir, theta0)
+            self._run(ldir / "main", main, trial, level)
+            theta0 = theta0 if theta0 is not None else load_torch(level0 / layout.INIT)
+            if level > 0 and self.needs_ticket_branch:
+                start, state = self._ticket_start(level0, theta0)
+                ticket = Branch("ticket", exp.train_spec(trial, exp.evaluation), mask, state, start)
+                self._run(ldir / "ticket", ticket, trial, level)
+            if level > 0 and (not lot.control_levels or level in lot.control_levels):
+                for branch in controls(exp, self._context(trial, level, mask, theta0, exp.pruning, level)):
+                    self._run(ldir / branch.name, branch, trial, level)
+        self._run_oneshot(trial, tdir, level0)
+
+    def _imp_branch(self, trial, level, spec, mask, tdir, theta0) -> Branch:
+        mode = self.exp.lottery.mode
+        if level == 0:
+            return Branch("main", spec, mask, models.build(spec.model, self.splits.info.input_shape,
+                                                           self.splits.info.num_classes).state_dict())
+        if mode == "reset":
+            return Branch("main", spec, mask, theta0)
+        if mode == "rewind":
+            start, state = self._ticket_start(layout.level_dir(tdir, 0) / "main", theta0)
+            return Branch("main", spec, mask, state, start)
+        previous = load_torch(layout.level_dir(tdir, level - 1) / "main" / layout.FINAL)
+        return Branch("main", spec, mask, previous)  # lr-rewind and continue: keep training the survivors
+
+    def _ticket_start(self, level0: Path, theta0: dict) -> tuple[int, dict]:
+        if self.exp.lottery.mode == "rewind" and self.rewind_step > 0:
+            return self.rewind_step, load_torch(level0 / layout.step_checkpoint(self.rewind_step))
+        return 0, theta0
+
+    def _run_oneshot(self, trial: int, tdir: Path, level0: Path) -> None:
+        """One-shot pruning of the dense run at each fraction p (output layer at p/2), then as a ticket."""
+        theta0 = load_torch(level0 / layout.INIT)
+        for p in self.exp.lottery.oneshot:
+            pspec = replace(self.exp.pruning, conv_rate=p, fc_rate=p, output_rate=-1.0, global_rate=p)
+            odir = tdir / f"oneshot_{p:g}"
+            mask = self._mask_for(odir, level0, self._full_mask(), pspec)
+            start, state = self._ticket_start(level0, theta0)
+            ticket = Branch("main", self.exp.train_spec(trial, self.exp.evaluation), mask, state, start)
+            self._run(odir / "main", ticket, trial, level=0, oneshot=p)
+            for branch in controls(self.exp, self._context(trial, 0, mask, theta0, pspec, 1)):
+                self._run(odir / branch.name, branch, trial, level=0, oneshot=p)
+
+    # ------------------------------------------------------------------ helpers
+    def _full_mask(self) -> Mask:
+        model = models.build(self.exp.model, self.splits.info.input_shape, self.splits.info.num_classes)
+        return Mask.ones({n: p.shape for n, p in model.prunable_weights().items()})
+
+    def _mask_for(self, ldir: Path, source_job: Path, previous: Mask, pspec: PruningSpec) -> Mask:
+        """The mask stored in ``ldir``, or pruned from ``source_job``'s weights and saved first."""
+        path = ldir / layout.MASK
+        if path.exists():
+            return Mask.load(path)
+        source = layout.BEST if self.exp.lottery.mask_source == "best" else layout.FINAL
+        weights = load_torch(source_job / source)
+        mask = prune(pspec, {n: weights[n] for n in previous}, previous, self.infos)
+        mask.save(path)
+        return mask
+
+    def _context(self, trial: int, level: int, mask: Mask, theta0: dict, pspec: PruningSpec, rounds: int) -> LevelContext:
+        info = self.splits.info
+        return LevelContext(seed=self.exp.model.init_seed, trial=trial, level=level, mask=mask, theta0=theta0,
+                            eval_spec=self.exp.train_spec(trial, self.exp.evaluation), infos=self.infos,
+                            init_std=self.init_std, input_shape=info.input_shape, num_classes=info.num_classes,
+                            pruning=pspec, rounds=rounds)
+
+    def _run(self, job: Path, branch: Branch, trial: int, level: int, oneshot: float | None = None) -> dict:
+        finished = (job / layout.SUMMARY).exists()
+        context = {"experiment": f"lottery-{self.name}", "kind": "lottery" if oneshot is None else "oneshot",
+                   "branch": branch.name, "trial": trial, "level": level,
+                   "run_id": f"{self.name}-t{trial}-" + (f"l{level}" if oneshot is None else f"p{oneshot:g}") + f"-{branch.name}"}
+        if oneshot is not None:
+            context["oneshot_fraction"] = oneshot
+        started = time.monotonic()
+        summary = run_job(job, branch.spec, self.splits, mask=branch.mask, init_state=branch.init, context=context,
+                          store=self.store, progress=self.progress, checkpoint_seconds=self.checkpoint_seconds,
+                          start_step=branch.start_step, report_steps=self._fixed_steps())
+        if not finished:
+            self.log(f"[lottery {self.name}] trial {trial} {'level ' + str(level) if oneshot is None else f'one-shot {oneshot:g}'} "
+                     f"{branch.name}: Pm {summary['pm']:.2f}%, early stop {summary['early_stop_iteration']}, "
+                     f"test acc {summary['test_accuracy_at_early_stop']:.4f} ({time.monotonic() - started:.0f} s)")
+        return summary
+
+    def _fixed_steps(self) -> list[int]:
+        ipe = len(self.splits.train_x) // self.exp.training.batch_size
+        return [s.iterations(ipe) for s in self.exp.lottery.fixed_iterations]
+
