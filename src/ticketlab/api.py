@@ -66,10 +66,20 @@ def results(store: str | Path, where: Mapping[str, Any] | None = None) -> list[d
 
 
 
+def make_experiments(model: str | None = None, preset: str | None = None,
+                     overrides: Mapping[str, Any] | None = None) -> list["LotteryExperimentSpec"]:
+    """The experiments of a preset: one per point of its sweep (one without a sweep)."""
+    from ticketlab.lottery import presets
+    if preset is None:
+        return [make_experiment(model, None, overrides)]
+    loaded = presets.load(preset)
+    return [make_experiment(model, preset, {**point, **dict(overrides or {})}) for point in presets.sweep_points(loaded)]
+
+
 def make_experiment(model: str | None = None, preset: str | None = None,
                     overrides: Mapping[str, Any] | None = None) -> "LotteryExperimentSpec":
     """A lottery experiment: the model's paper defaults (PROTOCOL §1.5, §3.2), then the preset's
-    settings, then ``overrides`` (``{"lottery.levels": 5, ...}``)."""
+    settings (not its sweep), then ``overrides`` (``{"lottery.levels": 5, ...}``)."""
     from ticketlab.lottery import presets
     from ticketlab.spec import LotteryExperimentSpec
     settings = dict(presets.load(preset)["settings"]) if preset else {}

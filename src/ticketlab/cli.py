@@ -150,16 +150,17 @@ RESULT_COLUMNS = ["run_id", "kind", "branch", "trial", "level", "pm", "early_sto
 def cmd_lottery(args) -> None:
     from ticketlab import api
     from ticketlab.spec import parse_set
-    exp = api.make_experiment(args.model, args.preset, parse_set(args.set))
-    root = api.lottery(exp, args.store, data_dir=args.data_dir, device=args.device, workers=args.workers,
-                       checkpoint_seconds=args.checkpoint_seconds)
-    print(f"experiment {root.name} ({root})")
     from ticketlab.analysis import lottery_tables
-    print(lottery_tables.format_levels(lottery_tables.level_table(args.store, root.name)))
-    if args.plot:
-        from ticketlab.analysis import lottery_plots
-        for path in lottery_plots.standard_plots(args.store, root.name):
-            print(f"plot: {path}")
+    experiments = api.make_experiments(args.model, args.preset, parse_set(args.set))
+    for exp in experiments:
+        root = api.lottery(exp, args.store, data_dir=args.data_dir, device=args.device, workers=args.workers,
+                           checkpoint_seconds=args.checkpoint_seconds)
+        print(f"experiment {root.name} ({root})")
+        print(lottery_tables.format_levels(lottery_tables.level_table(args.store, root.name)))
+        if args.plot:
+            from ticketlab.analysis import lottery_plots
+            for path in lottery_plots.standard_plots(args.store, root.name):
+                print(f"plot: {path}")
 
 
 def cmd_presets(args) -> None:
