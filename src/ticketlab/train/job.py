@@ -13,7 +13,7 @@ import torch
 
 from ticketlab import models
 from ticketlab.data import Splits
-from ticketlab.pruning import Mask
+from ticketlab.pruning import Mask, apply_mask
 from ticketlab.spec import TrainSpec, to_dict
 from ticketlab.store import index, layout
 from ticketlab.store.artifacts import load_json, load_torch, locked, save_json, save_torch
@@ -64,6 +64,7 @@ def run_job(job: Path, spec: TrainSpec, splits: Splits, *, mask: Mask | None = N
         else:
             if init_state is not None:
                 model.load_state_dict(init_state)
+            apply_mask(dict(model.named_parameters()), mask)  # pruned weights are zero in every saved state
             save_torch(job / layout.INIT, model.state_dict())
         if not (job / layout.MASK).exists():
             mask.save(job / layout.MASK)

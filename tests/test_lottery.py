@@ -1,0 +1,192 @@
+"""The lottery runner on the synthetic set: every mode and control, nesting, exact resets, kill-and-resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from ticketlab import api, models
+from ticketlab.pruning import Mask, prune, schedule
+from ticketlab.store import layout
+from ticketlab.store.artifacts import load_json, load_torch
+
+QUICK = {"data.dataset": "synthetic", "data.val_size": 200, "model.hidden": "32,16", "training.steps": "60it",
+         "training.eval_every": "20it", "lottery.levels": 3, "lottery.trials": 1, "lottery.reinits": 0}
+
+
+def run(tmp_path, **overrides):
+    exp = api.make_experiment("lenet", overrides={**QUICK, **overrides})
+    root = api.lottery(exp, tmp_path, progress=False, log=lambda *a: None)
+    return exp, root
+
+
+def job(root, level, branch="main", trial=0):
+    return layout.level_dir(layout.trial_dir(root, trial), level) / branch
+
+
+def state(path):
+    return load_torch(path)
+
+
+def masks_of(root, levels, trial=0):
+    return [Mask.load(job(root, k, trial=trial) / layout.MASK) for k in range(levels + 1)]
+
+
+def test_reset_levels_are_nested_follow_the_schedule_and_restore_theta0(tmp_path):
+    exp, root = run(tmp_path)
+    masks = masks_of(root, 3)
+    for a, b in zip(masks, masks[1:]):
+        assert b.is_subset_of(a) and b.count() < a.count()
+    model = models.build(exp.model, (1, 28, 28), 10)
+    shapes = {n: tuple(p.shape) for n, p in model.named_parameters() if n in model.weight_info()}
+    expected = [lv["weights_remaining"] for lv in schedule(shapes, model.weight_info(), exp.pruning, 3)]
+    rows = api.results(tmp_path, {"branch": "main"})
+    assert [r["weights_remaining"] for r in rows] == expected
+    theta0 = state(job(root, 0) / layout.INIT)
+    for k in range(1, 4):
+        init, final = state(job(root, k) / layout.INIT), state(job(root, k) / layout.FINAL)
+        for name, m in masks[k].items():
+            assert torch.equal(init[name], theta0[name] * m)        # reset: survivors exactly theta_0
+            assert torch.all(final[name][~m] == 0) and torch.all(init[name][~m] == 0)
+        # the mask of level k is the magnitude pruning of level k-1's final weights
+        previous = state(job(root, k - 1) / layout.FINAL)
+        assert prune(exp.pruning, {n: previous[n] for n in masks[k - 1]}, masks[k - 1], model.weight_info()).equals(masks[k])
+
+
+def test_rewind_restores_the_checkpoint_and_trains_the_remaining_steps(tmp_path):
+    exp, root = run(tmp_path, **{"lottery.mode": "rewind", "lottery.rewind": "20it", "lottery.levels": 2})
+    rewind_point = state(job(root, 0) / layout.step_checkpoint(20))
+    for k in (1, 2):
+        mask = Mask.load(job(root, k) / layout.MASK)
+        init = state(job(root, k) / layout.INIT)
+        assert all(torch.equal(init[n], rewind_point[n] * mask[n]) for n in mask)
+        steps = [json.loads(l)["step"] for l in (job(root, k) / layout.METRICS).read_text().splitlines()]
+        assert min(steps) == 20 and max(steps) == 60
+
+
+@pytest.mark.parametrize("mode", ["lr-rewind", "continue"])
+def test_modes_that_keep_training(tmp_path, mode):
+    exp, root = run(tmp_path, **{"lottery.mode": mode, "lottery.levels": 2})
+    theta0 = state(job(root, 0) / layout.INIT)
+    for k in (1, 2):
+        mask = Mask.load(job(root, k) / layout.MASK)
+        init, previous = state(job(root, k) / layout.INIT), state(job(root, k - 1) / layout.FINAL)
+        assert all(torch.equal(init[n], previous[n] * mask[n]) for n in mask)
+        if mode == "continue":  # App. B strategy 2: the reported network is the mask reset to theta_0
+            ticket = state(job(root, k, "ticket") / layout.INIT)
+            assert all(torch.equal(ticket[n], theta0[n] * mask[n]) for n in mask)
+        else:
+            assert not job(root, k, "ticket").exists()
+
+
+def test_controls(tmp_path):
+    exp, root = run(tmp_path, **{"lottery.levels": 2, "lottery.reinits": 2, "lottery.random_controls": "global,preserve_lpr",
+                                 "lottery.dm_reinits": 1, "lottery.noise": "0.5,3", "lottery.prune_at_init": "true",
+                                 "lottery.control_levels": "2"})
+    theta0 = state(job(root, 0) / layout.INIT)
+    mask = Mask.load(job(root, 2) / layout.MASK)
+    assert not job(root, 1, "reinit_0").exists()  # control_levels restricts the controls to level 2
+    inits = [state(job(root, 2, f"reinit_{i}") / layout.INIT) for i in range(2)]
+    for init in inits:
+        assert Mask.load(job(root, 2, "reinit_0") / layout.MASK).equals(mask)
+        assert not torch.equal(init["hidden.0.weight"], theta0["hidden.0.weight"] * mask["hidden.0.weight"])
+    assert not torch.equal(inits[0]["hidden.0.weight"], inits[1]["hidden.0.weight"])
+    per_layer = Mask.load(job(root, 2, "random_preserve_lpr_0") / layout.MASK)
+    assert per_layer.layer_counts() == mask.layer_counts() and not per_layer.equals(mask)
+    glob = Mask.load(job(root, 2, "random_global_0") / layout.MASK)
+    assert glob.count() == mask.count() and glob.layer_counts() != mask.layer_counts()
+    dm = state(job(root, 2, "dm_reinit_0") / layout.INIT)
+    for name, m in mask.items():  # a permutation of the layer's surviving theta_0 values
+        assert torch.equal(dm[name][m].sort().values, theta0[name][m].sort().values)
+        assert not torch.equal(dm[name][m], theta0[name][m])
+    sigma = models.layer_init_std(models.build(exp.model, (1, 28, 28), 10), exp.model)
+    for c in (0.5, 3):
+        noisy = state(job(root, 2, f"noise_{c:g}") / layout.INIT)
+        diff = (noisy["hidden.0.weight"] - theta0["hidden.0.weight"])[mask["hidden.0.weight"]]
+        assert diff.std().item() == pytest.approx(c * sigma["hidden.0.weight"], rel=0.1)
+    at_init = Mask.load(job(root, 2, "prune_at_init") / layout.MASK)
+    model = models.build(exp.model, (1, 28, 28), 10)
+    expected = Mask.ones({n: m.shape for n, m in mask.items()})
+    for _ in range(2):
+        expected = prune(exp.pruning, {n: theta0[n] for n in expected}, expected, model.weight_info())
+    assert at_init.equals(expected)
+    families = {r["branch"] for r in api.results(tmp_path, {"level": 2})}
+    assert families == {"main", "reinit_0", "reinit_1", "random_global_0", "random_preserve_lpr_0", "dm_reinit_0",
+                        "noise_0.5", "noise_3", "prune_at_init"}
+
+
+def test_eval_hyperparameters_train_tickets_and_controls(tmp_path):
+    exp, root = run(tmp_path, **{"lottery.levels": 1, "lottery.reinits": 1, "eval.lr": "0.003"})
+    assert exp.eval.lr == 0.003 and exp.training.lr == 0.0012
+    for branch in ("ticket", "reinit_0"):
+        assert load_json(job(root, 1, branch) / layout.SPEC)["spec"]["training"]["lr"] == 0.003
+    assert load_json(job(root, 1) / layout.SPEC)["spec"]["training"]["lr"] == 0.0012
+
+
+def test_oneshot(tmp_path):
+    exp, root = run(tmp_path, **{"lottery.levels": 0, "lottery.oneshot": "0.5", "lottery.reinits": 1})
+    rows = api.results(tmp_path, {"kind": "oneshot"})
+    assert {r["branch"] for r in rows} == {"main", "reinit_0"}
+    mask = Mask.load(layout.trial_dir(root, 0) / "oneshot_0.5" / layout.MASK)
+    density = mask.layer_density()
+    assert density["hidden.0.weight"] == pytest.approx(0.5, abs=1e-3) and density["output.weight"] == pytest.approx(0.75, abs=1e-2)
+
+
+def test_trials_differ_and_a_second_run_trains_nothing(tmp_path):
+    exp, root = run(tmp_path, **{"lottery.trials": 2, "lottery.levels": 1})
+    a, b = state(job(root, 0, trial=0) / layout.INIT), state(job(root, 0, trial=1) / layout.INIT)
+    assert not torch.equal(a["hidden.0.weight"], b["hidden.0.weight"])
+    stamps = {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+    logged = []
+    api.lottery(exp, tmp_path, progress=False, log=logged.append)
+    assert logged == [] and {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()} == stamps
+
+
+COMMAND = ["lottery", "--set", "data.dataset=synthetic", "--set", "data.val_size=200", "--set", "model.hidden=32,16",
+           "--set", "training.steps=400it", "--set", "training.eval_every=20it", "--set", "lottery.levels=2",
+           "--set", "lottery.reinits=1", "--checkpoint-seconds", "0"]
+
+
+def _ticketlab(store, wait=True):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    argv = [sys.executable, "-m", "ticketlab.cli", *COMMAND, "--store", str(store)]
+    if wait:
+        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _finals(store):
+    out = {}
+    for path in sorted(store.rglob(layout.FINAL)):
+        out[str(path.relative_to(store))] = load_torch(path)
+    return out
+
+
+def test_sigkill_and_resume_equals_an_uninterrupted_run(tmp_path):
+    reference = _ticketlab(tmp_path / "ref")
+    assert reference.returncode == 0, reference.stderr
+    store = tmp_path / "killed"
+    proc = _ticketlab(store, wait=False)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # kill mid-job: some job finished and another one has a resume point
+        if len(list(store.rglob(layout.SUMMARY))) >= 2 and list(store.rglob(layout.RESUME)):
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert list(store.rglob(layout.RESUME)), "the kill came too late to test resuming"
+    resumed = _ticketlab(store)
+    assert resumed.returncode == 0, resumed.stderr
+    ref, got = _finals(tmp_path / "ref"), _finals(store)
+    assert ref.keys() == got.keys() and len(ref) == 5  # 3 IMP levels + a reinit at levels 1 and 2
+    for key in ref:
+        assert all(torch.equal(ref[key][k], got[key][k]) for k in ref[key]), key
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("path", "wall_seconds")} for r in rows]
+    assert strip(api.results(store)) == strip(api.results(tmp_path / "ref"))
+    again = _ticketlab(store)
+    assert "[lottery" not in again.stdout  # nothing left to train
