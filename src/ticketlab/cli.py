@@ -66,20 +66,29 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--where", nargs="+", default=[], metavar="COLUMN=VALUE", help="filter rows, e.g. kind=train")
     p.add_argument("--reindex", action="store_true", help="rebuild the index from the summaries on disk first")
 
-    p = sub.add_parser("plot", help="plot curves of a finished training run")
-    p.add_argument("run", help="a run_id or a job directory")
+    p = sub.add_parser("plot", help="plot a finished training run, or the figures of lottery experiments")
+    p.add_argument("targets", nargs="+", metavar="TARGET",
+                   help="a run_id or job directory (its curves), or a lottery experiment (lottery-<hash> or the hash); "
+                        "several experiments overlay in --kind levels")
     p.add_argument("--store", default=DEFAULT_STORE)
-    p.add_argument("--out", default=None, help="output file stem (default: <job>/curves)")
+    p.add_argument("--kind", default=None, choices=["levels", "curves", "oneshot", "init", "connections", "movement", "all"],
+                   help="experiments: which figure (default: all for one experiment, levels for several)")
+    p.add_argument("--levels", default=None, metavar="0,3,7", help="levels of curves and histograms (movement: one level)")
+    p.add_argument("--metric", default="test/accuracy", help="curves: a metrics.jsonl name (test/accuracy, val/loss, ...)")
+    p.add_argument("--families", default=None, metavar="ticket,reinit", help="branch families drawn (levels, curves, oneshot)")
+    p.add_argument("--labels", default=None, metavar="A,B", help="levels: one legend label per experiment")
+    p.add_argument("--out", default=None,
+                   help="output folder or file stem (default: <job>/curves, <store>/lottery-<name>/plots/)")
 
     p = sub.add_parser("bench", help="training-loop speed: ticketlab vs a stock PyTorch loop")
     p.add_argument("--json", action="store_true")
     p.add_argument("--quick", action="store_true", help="a run of well under a minute")
     p.add_argument("--data-dir", default=None)
 
-    p = sub.add_parser("demo", help="the main job: a short Lenet-on-MNIST run with its plots")
+    p = sub.add_parser("demo", help="the main job: a short Lenet-on-MNIST lottery experiment with its plots")
     p.add_argument("--store", default=DEFAULT_STORE)
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--steps", default="3000it")
+    p.add_argument("--workers", type=int, default=2)
     return parser
 
 
@@ -202,8 +211,31 @@ def cmd_results(args) -> None:
 
 
 def cmd_plot(args) -> None:
-    from ticketlab.analysis import plots
-    for path in plots.plot_run(args.store, args.run, args.out):
+    from ticketlab.analysis import lottery_plots, plots
+    experiments, runs = [], []
+    for target in args.targets:
+        name = lottery_plots.find_experiment(args.store, target)
+        if name:
+            experiments.append(name)
+            continue
+        try:
+            runs.append(plots.resolve_job(args.store, target))
+        except TicketlabError:
+            raise TicketlabError(f"no lottery experiment or finished run {target!r} in store {args.store}; run "
+                                 f"`ticketlab lottery` first, or list them with `ticketlab results --store {args.store}`") from None
+    try:
+        levels = [int(v) for v in args.levels.split(",")] if args.levels else None
+    except ValueError:
+        raise TicketlabError(f"--levels takes comma-separated integers like 0,3,7; got {args.levels!r}") from None
+
+    def split(text):
+        return [v.strip() for v in text.split(",") if v.strip()] if text else None
+
+    paths = [path for job in runs for path in plots.plot_run(args.store, str(job), args.out)]
+    if experiments:
+        paths += lottery_plots.plot_experiments(args.store, experiments, args.kind, levels, args.metric,
+                                                split(args.families), args.out, split(args.labels))
+    for path in paths:
         print(path)
 
 
@@ -215,7 +247,7 @@ def cmd_bench(args) -> None:
 
 def cmd_demo(args) -> None:
     from ticketlab import demo
-    demo.run(args.store, steps=args.steps, data_dir=args.data_dir)
+    demo.run(args.store, data_dir=args.data_dir, workers=args.workers)
 
 
 COMMANDS = {"models": cmd_models, "schedule": cmd_schedule, "train": cmd_train, "lottery": cmd_lottery,

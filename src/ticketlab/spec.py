@@ -70,7 +70,6 @@ class TrainingSpec:
     gamma: float = 0.1
     warmup: Step = Step(0, "it")           # linear warmup from 0, then the schedule
     eval_every: Step = Step(100, "it")
-    eval_batch_size: int = 5000
     patience: int = 0                      # >0: stop after this many evals without a better val accuracy ([S4])
     checkpoints: tuple[Step, ...] = ()     # weights kept at these steps (e.g. a rewind point)
     data_seed: int = 0                     # data order, augmentation, dropout
@@ -82,7 +81,6 @@ class TrainingSpec:
         _check(self.precision in _PRECISIONS, f"training.precision must be one of {_PRECISIONS}, got {self.precision!r}")
         _check(self.lr > 0, f"training.lr must be > 0, got {self.lr}")
         _check(self.batch_size > 0, "training.batch_size must be > 0")
-        _check(self.eval_batch_size > 0, "training.eval_batch_size must be > 0")
         _check(self.weight_decay >= 0, "training.weight_decay must be >= 0")
         _check(0.0 <= self.momentum < 1.0, "training.momentum must be in [0, 1)")
         _check(self.eval_every.amount > 0, "training.eval_every must be > 0")

@@ -60,11 +60,35 @@ def _autocast(precision: str, device: torch.device):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+_EVAL_BYTES = 256 * 2 ** 20  # activation memory per evaluation chunk
+
+
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, precision: str = "fp32") -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over (x, y) in large batches."""
+def eval_chunk(model: torch.nn.Module, example: torch.Tensor) -> int:
+    """Examples per evaluation chunk: as many as fit ~256 MiB of activations (measured on one example),
+    so Lenet evaluates 10,000 at once while Conv-2 does not allocate gigabytes per layer."""
+    sizes = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: sizes.append(out.numel()))
+             for m in model.modules() if not list(m.children())]
+    was_training = model.training
+    model.eval()
+    try:
+        model(example[:1])
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    per_example = 4 * max(sum(sizes), 1)
+    return int(min(10000, max(32, _EVAL_BYTES // per_example)))
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int | None = None,
+             precision: str = "fp32") -> tuple[float, float]:
+    """Mean cross-entropy and accuracy over (x, y), in chunks (default: ``eval_chunk``)."""
     if len(x) == 0:
         return float("nan"), float("nan")
+    batch_size = batch_size or eval_chunk(model, x)
     was_training = model.training
     model.eval()
     loss = torch.zeros((), dtype=torch.float64, device=x.device)
@@ -99,6 +123,7 @@ def train(model: torch.nn.Module, mask: Mask | None, splits: Splits, spec: Train
     keep_steps = {s.iterations(ipe) for s in spec.checkpoints}
     schedule = Schedule(spec, ipe, total)
     masked = _MaskedParams(model, mask)
+    chunk = eval_chunk(model, splits.train_x)
     optimizer = build_optimizer(spec, model.parameters(), device)
     scaler = torch.amp.GradScaler(device.type) if spec.precision == "fp16" and device.type == "cuda" else None
     log = MetricLog(job / layout.METRICS if job else None)
@@ -127,7 +152,7 @@ def train(model: torch.nn.Module, mask: Mask | None, splits: Splits, spec: Train
     def evaluate_all(step: int) -> dict[str, float]:
         result = {}
         for split, x, y in (("val", splits.val_x, splits.val_y), ("test", splits.test_x, splits.test_y)):
-            loss, acc = evaluate(model, x, y, spec.eval_batch_size, spec.precision)
+            loss, acc = evaluate(model, x, y, chunk, spec.precision)
             result[f"{split}/loss"], result[f"{split}/accuracy"] = loss, acc
         return result
 
@@ -198,11 +223,11 @@ def train(model: torch.nn.Module, mask: Mask | None, splits: Splits, spec: Train
     final = {k: v for k, v in values.items() if k.startswith(("val/", "test/"))}
     # Training accuracy on the full training split, at the end and at the early-stopping point
     # (PROTOCOL §4.2: the evaluation set is unspecified; we use the whole training split).
-    final["train/loss"], final["train/accuracy"] = evaluate(model, splits.train_x, splits.train_y, spec.eval_batch_size, spec.precision)
+    final["train/loss"], final["train/accuracy"] = evaluate(model, splits.train_x, splits.train_y, chunk, spec.precision)
     at_best = dict(tracker.at_best)
     final_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     model.load_state_dict(best_state)
-    at_best["train/loss"], at_best["train/accuracy"] = evaluate(model, splits.train_x, splits.train_y, spec.eval_batch_size, spec.precision)
+    at_best["train/loss"], at_best["train/accuracy"] = evaluate(model, splits.train_x, splits.train_y, chunk, spec.precision)
     model.load_state_dict(final_state)
     if progress:
         progress.close()
