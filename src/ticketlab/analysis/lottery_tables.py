@@ -16,9 +16,14 @@ METRICS = ("early_stop_iteration", "test_accuracy_at_early_stop", "val_accuracy_
 
 
 def family(branch: str) -> str:
-    """'reinit_2' -> 'reinit', 'random_global_0' -> 'random_global'; the IMP job and 'ticket' -> 'ticket'."""
+    """'reinit_2' -> 'reinit', 'random_global_0' -> 'random_global'; the IMP job and 'ticket' -> 'ticket'.
+
+    Noise branches keep their multiple ('noise_0.5', 'noise_3'): each c is its own control, and the
+    suffix of 'noise_3' is the multiple, not a repeat index."""
     if branch == "main":
         return "ticket"
+    if branch.startswith("noise_"):
+        return branch
     return re.sub(r"_\d+$", "", branch)
 
 
@@ -37,9 +42,15 @@ def rows_of(store: str | Path, experiment: str) -> list[dict]:
 
 
 def level_table(store: str | Path, experiment: str, kind: str = "lottery") -> list[dict]:
-    """Per (family, level): n, Pm, and mean/min/max of every metric over trials and repeats."""
+    """Per (family, level): n, Pm, and mean/min/max of every metric over trials and repeats.
+    For ``kind="oneshot"`` the key is the pruned fraction, stored under "level"."""
+    return aggregate(rows_of(store, experiment), kind)
+
+
+def aggregate(rows: list[dict], kind: str = "lottery") -> list[dict]:
+    """``level_table`` of rows already read (``rows_of``): the pure part, shared with the plots."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
-    for r in rows_of(store, experiment):
+    for r in rows:
         if r["kind"] == kind:
             key = (r["family"], r["level"] if kind == "lottery" else r.get("oneshot_fraction"))
             groups[key].append(r)

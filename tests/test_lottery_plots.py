@@ -1,0 +1,164 @@
+"""The lottery figures: the numbers they draw (checked by hand against the index, masks and weights),
+the files they write, and the `ticketlab plot` contract. One small experiment is shared by the module."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from ticketlab import TicketlabError, api
+from ticketlab.analysis import lottery_plots as lp
+from ticketlab.analysis.lottery_tables import rows_of
+from ticketlab.cli import main
+from ticketlab.pruning import Mask
+from ticketlab.store import layout
+from ticketlab.store.artifacts import load_torch
+from ticketlab.train.metrics import read_metrics
+
+SMALL = {"data.dataset": "synthetic", "data.val_size": 200, "model.hidden": "32,16", "training.steps": "40it",
+         "training.eval_every": "20it", "lottery.levels": 2, "lottery.trials": 2, "lottery.reinits": 1,
+         "lottery.random_controls": "global", "lottery.noise": "3", "lottery.oneshot": "0.5",
+         "lottery.fixed_iterations": "20it,40it"}
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory):
+    store = tmp_path_factory.mktemp("store")
+    exp = api.make_experiment("lenet", overrides=SMALL)
+    # One thread: these tiny models gain nothing from two, and two threads on a shared 2-core machine
+    # spin against the other process (7 s become 100 s).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        root = api.lottery(exp, store, progress=False, log=lambda *a: None)
+    finally:
+        torch.set_num_threads(threads)
+    return store, root.name
+
+
+def job(store, name, trial, level, branch="main"):
+    return layout.level_dir(layout.trial_dir(store / name, trial), level) / branch
+
+
+def test_levels_series_is_mean_min_max_of_the_index_rows(experiment):
+    store, name = experiment
+    rows = rows_of(store, name)
+    series = lp.levels_series(rows, "test_accuracy_at_early_stop")
+    assert list(series) == ["ticket", "reinit", "random_global", "noise_3"]  # noise_3 is not a repeat of "noise"
+    for fam, (pm, mean, lo, hi) in series.items():
+        levels = range(3) if fam == "ticket" else range(1, 3)
+        assert len(pm) == len(levels) and np.all(np.diff(pm) < 0)  # Pm decreasing, as on the axis
+        for i, level in enumerate(levels):
+            values = [r["test_accuracy_at_early_stop"] for r in rows
+                      if r["kind"] == "lottery" and r["family"] == fam and r["level"] == level]
+            assert len(values) == 2  # one per trial
+            assert (mean[i], lo[i], hi[i]) == pytest.approx((np.mean(values), min(values), max(values)))
+    assert series["ticket"][0][0] == pytest.approx(100.0)
+    assert lp.fixed_step_metrics(rows) == ["test_accuracy_at_20", "test_accuracy_at_40"]
+
+    oneshot = lp.levels_series(rows, "early_stop_iteration", kind="oneshot")
+    pm, mean, _, _ = oneshot["ticket"]
+    assert pm[0] == pytest.approx(100.0) and len(pm) == 2  # the dense network, then p = 0.5
+    dense = [r["early_stop_iteration"] for r in rows if r["kind"] == "lottery" and r["level"] == 0]
+    assert mean[0] == pytest.approx(np.mean(dense))
+    assert 45 < pm[1] < 55 and len(oneshot["reinit"][0]) == 1
+
+
+def test_curve_band_over_trials(experiment):
+    store, name = experiment
+    runs = [read_metrics(job(store, name, t, 1) / layout.METRICS)["val/loss"] for t in range(2)]
+    steps, mean, lo, hi = lp.curve_band(runs)
+    assert list(steps) == [0, 20, 40]
+    by_trial = np.array([[v for _, v in run] for run in runs])
+    assert np.allclose(mean, by_trial.mean(0)) and np.allclose(lo, by_trial.min(0)) and np.allclose(hi, by_trial.max(0))
+    # runs of different lengths are cut at the shortest; max_iteration cuts the axis
+    assert list(lp.curve_band([[(0, 1.0), (10, 2.0)], [(0, 3.0)]])[0]) == [0]
+    assert list(lp.curve_band(runs, max_iteration=20)[0]) == [0, 20]
+
+
+def test_init_histogram_uses_exactly_the_surviving_weights(experiment):
+    store, name = experiment
+    theta0 = load_torch(job(store, name, 0, 0) / layout.INIT)
+    mask = Mask.load(layout.level_dir(layout.trial_dir(store / name, 0), 2) / layout.MASK)
+    kept = lp.surviving_init(theta0, mask)
+    assert {k: len(v) for k, v in kept.items()} == mask.layer_counts()
+    for layer, values in kept.items():
+        assert np.array_equal(np.sort(values), np.sort(theta0[layer][mask[layer]].numpy()))
+        edges = np.linspace(theta0[layer].min().item(), theta0[layer].max().item(), 21)
+        heights = lp.density_histogram(values, edges)
+        assert (heights * np.diff(edges)).sum() == pytest.approx(1.0)  # area 1
+    assert lp.density_histogram(np.array([]), np.linspace(0, 1, 5)).sum() == 0
+
+
+def test_connection_fractions_average_to_the_layer_density(experiment):
+    store, name = experiment
+    mask = Mask.load(job(store, name, 1, 2) / layout.MASK)
+    fractions = lp.connection_fractions(mask)
+    for layer, (incoming, outgoing) in fractions.items():
+        out_units, in_units = mask[layer].shape
+        assert len(incoming) == out_units and len(outgoing) == in_units
+        assert incoming.mean() == pytest.approx(mask.layer_density()[layer])
+        assert outgoing.mean() == pytest.approx(mask.layer_density()[layer])
+    # by hand: a Linear [out=2, in=3] and a conv kernel [out=2, in=1, 1, 2]
+    small = Mask.from_tensors({"fc": torch.tensor([[1, 0, 0], [1, 1, 0]]), "conv": torch.tensor([[[[1, 0]]], [[[1, 1]]]])})
+    (fc_in, fc_out), (conv_in, conv_out) = lp.connection_fractions(small)["fc"], lp.connection_fractions(small)["conv"]
+    assert np.allclose(fc_in, [1 / 3, 2 / 3]) and np.allclose(fc_out, [1, 0.5, 0])
+    assert np.allclose(conv_in, [0.5, 1]) and np.allclose(conv_out, [0.75])
+
+
+def test_movement_splits_by_the_ticket():
+    init = {"w": torch.tensor([[0.5, -0.2], [0.1, 0.0]])}
+    final = {"w": torch.tensor([[0.7, -0.1], [-0.4, 0.0]])}
+    mask = Mask.from_tensors({"w": torch.tensor([[1, 0], [1, 0]])})
+    moved = lp.movement(init, final, mask)["w"]
+    assert np.allclose(moved["ticket"]["change"], [0.2, 0.5]) and np.allclose(moved["ticket"]["away"], [0.2, 0.3])
+    assert np.allclose(moved["rest"]["change"], [0.1, 0.0]) and np.allclose(moved["rest"]["away"], [-0.1, 0.0])
+
+
+def test_helpers():
+    specs = [{"pruning": {"scope": "layer"}, "training": {"lr": 0.1}, "model": {"name": "lenet"}},
+             {"pruning": {"scope": "global"}, "training": {"lr": 0.1}, "model": {"name": "lenet"}}]
+    assert lp.spec_labels(specs) == ["scope=layer", "scope=global"]
+    assert lp.spread_levels(list(range(21)), 5) == [0, 5, 10, 15, 20]
+    assert lp.spread_levels([0, 1, 2], 5) == [0, 1, 2]
+    assert lp.family_order(["noise_3", "reinit", "noise_0.5", "ticket"]) == ["ticket", "reinit", "noise_0.5", "noise_3"]
+    rows = [{"model": "conv2", "data_label": "cifar10 (unofficial copy: md5 mismatch)", "experiment": "lottery-x"}]
+    assert "conv2 on cifar10 (unofficial copy" in lp._title(rows, "levels")
+
+
+def test_cli_plot_all_writes_every_figure(experiment, capsys):
+    store, name = experiment
+    assert main(["plot", name, "--store", str(store), "--kind", "all"]) == 0
+    paths = capsys.readouterr().out.split()
+    stems = {p.rsplit("/", 1)[-1] for p in paths}
+    for stem in ("levels", "curves_test_accuracy", "curves_val_loss", "curves_test_accuracy_ticket_reinit",
+                 "oneshot", "init_histograms", "connections", "movement"):
+        assert {f"{stem}.png", f"{stem}.pdf"} <= stems
+    for path in paths:
+        assert path.startswith(str(store / name / "plots")) and open(path, "rb").read(4) in (b"\x89PNG", b"%PDF")
+
+
+def test_overlay_and_single_figure_options(experiment, tmp_path):
+    store, name = experiment
+    paths = lp.plot_levels(store, [name, name.removeprefix("lottery-")], tmp_path / "overlay.png",
+                           metrics=["test_accuracy_at_40"], labels=["a", "b"], families=["ticket"])
+    assert [p.name for p in paths] == ["overlay.png", "overlay.pdf"] and all(p.stat().st_size > 0 for p in paths)
+    paths = lp.plot_movement(store, name, tmp_path, level=2)
+    assert paths == [tmp_path / "movement.png", tmp_path / "movement.pdf"] and all(p.stat().st_size > 0 for p in paths)
+
+
+def test_errors_name_what_to_run(experiment, tmp_path, capsys):
+    store, name = experiment
+    assert main(["plot", "lottery-0000000000000000", "--store", str(store)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "ticketlab lottery" in err
+    with pytest.raises(TicketlabError, match="ticketlab lottery"):
+        lp.plot_curves(store, "0000000000000000", tmp_path)
+    with pytest.raises(TicketlabError, match="levels \\[7\\]"):
+        lp.plot_init_histograms(store, name, tmp_path, levels=[7])
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy)
+    (job(copy, name, 0, 0) / layout.INIT).unlink()
+    with pytest.raises(TicketlabError, match="init.pt.*ticketlab lottery"):
+        lp.plot_init_histograms(copy, name, tmp_path)
