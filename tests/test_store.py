@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from ticketlab.store import index
-from ticketlab.store.artifacts import atomic_write_bytes, load_json, save_json
+from ticketlab.store.artifacts import load_json, save_json
 
 
 def test_atomic_write_never_leaves_a_partial_file(tmp_path, monkeypatch):

@@ -113,7 +113,6 @@ def test_resume_after_crash_is_bit_identical(tmp_path, monkeypatch):
     ref_final = load_torch(tmp_path / "a" / f"train-{reference['run_id']}" / layout.FINAL)
 
     import ticketlab.train.loop as loop
-    calls = {"n": 0}
     real = loop.BatchSampler.indices
 
     def crash_at_70(self, step):

@@ -15,7 +15,7 @@ import torch
 
 from ticketlab import TicketlabError, data, models
 from ticketlab.pruning import Mask
-from ticketlab.spec import PruningSpec, TrainSpec, apply_overrides, spec_hash
+from ticketlab.spec import LotteryExperimentSpec, PruningSpec, TrainSpec, apply_overrides, spec_hash
 from ticketlab.store import index, layout
 from ticketlab.train.job import run_job
 
@@ -67,7 +67,7 @@ def results(store: str | Path, where: Mapping[str, Any] | None = None) -> list[d
 
 
 def make_experiments(model: str | None = None, preset: str | None = None,
-                     overrides: Mapping[str, Any] | None = None) -> list["LotteryExperimentSpec"]:
+                     overrides: Mapping[str, Any] | None = None) -> list[LotteryExperimentSpec]:
     """The experiments of a preset: one per point of its sweep (one without a sweep)."""
     from ticketlab.lottery import presets
     if preset is None:
@@ -77,11 +77,10 @@ def make_experiments(model: str | None = None, preset: str | None = None,
 
 
 def make_experiment(model: str | None = None, preset: str | None = None,
-                    overrides: Mapping[str, Any] | None = None) -> "LotteryExperimentSpec":
+                    overrides: Mapping[str, Any] | None = None) -> LotteryExperimentSpec:
     """A lottery experiment: the model's paper defaults (PROTOCOL §1.5, §3.2), then the preset's
     settings (not its sweep), then ``overrides`` (``{"lottery.levels": 5, ...}``)."""
     from ticketlab.lottery import presets
-    from ticketlab.spec import LotteryExperimentSpec
     settings = dict(presets.load(preset)["settings"]) if preset else {}
     overrides = dict(overrides or {})
     model = overrides.pop("model.name", None) or model or settings.pop("model.name", None) or "lenet"
@@ -92,7 +91,7 @@ def make_experiment(model: str | None = None, preset: str | None = None,
     return apply_overrides(apply_overrides(spec, settings), overrides)
 
 
-def lottery(exp: "LotteryExperimentSpec", store: str | Path, *, data_dir: str | None = None, device: str = "cpu",
+def lottery(exp: LotteryExperimentSpec, store: str | Path, *, data_dir: str | None = None, device: str = "cpu",
             progress: bool | None = None, workers: int = 1, checkpoint_seconds: float = 60.0,
             trials: list[int] | None = None, log=print) -> Path:
     """Run (or resume, or just find) a lottery experiment; returns its folder in the store.
