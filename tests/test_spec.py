@@ -1,7 +1,7 @@
 import pytest
 
 from ticketlab import TicketlabError
-from ticketlab.spec import (DataSpec, PruningSpec, TrainSpec, apply_overrides, from_dict, non_defaults, parse_set,
+from ticketlab.spec import (DataSpec, PruningSpec, TrainingSpec, TrainSpec, apply_overrides, from_dict, non_defaults, parse_set,
                             spec_hash, to_dict)
 from ticketlab.steps import Step
 
@@ -70,3 +70,21 @@ def test_parse_set_rejects_malformed():
     with pytest.raises(TicketlabError, match="section.field=value"):
         parse_set(["training.lr"])
     assert DataSpec().val_size == 5000
+
+
+def test_fixed_iterations_must_be_evaluation_points():
+    from ticketlab.spec import LotteryExperimentSpec
+    with pytest.raises(TicketlabError, match="not an evaluation point"):
+        apply_overrides(LotteryExperimentSpec(), {"lottery.fixed_iterations": "150it"})
+    with pytest.raises(TicketlabError, match="past the end"):
+        apply_overrides(LotteryExperimentSpec(), {"lottery.fixed_iterations": "60000it"})
+    spec = apply_overrides(LotteryExperimentSpec(), {"lottery.fixed_iterations": "200it,50000it"})
+    assert [str(s) for s in spec.lottery.fixed_iterations] == ["200it", "50000it"]
+
+
+def test_eval_section_starts_from_training():
+    from ticketlab.spec import LotteryExperimentSpec
+    spec = apply_overrides(LotteryExperimentSpec(), {"eval.lr": "0.5", "training.optimizer": "sgd", "training.lr": "0.1"})
+    assert spec.eval.optimizer == "sgd" and spec.eval.lr == 0.5 and spec.training.lr == 0.1
+    assert from_dict(LotteryExperimentSpec, to_dict(spec)) == spec
+    assert LotteryExperimentSpec().eval is None and LotteryExperimentSpec().evaluation == TrainingSpec()

@@ -193,6 +193,16 @@ class LotteryExperimentSpec:
         return TrainSpec(data=self.data, model=replace(self.model, init_seed=self.model.init_seed + trial),
                          training=replace(training, data_seed=training.data_seed + trial))
 
+    def __post_init__(self):
+        every = self.training.eval_every
+        for step in self.lottery.fixed_iterations:
+            if step.unit == every.unit and step != self.training.steps:  # the last step is always evaluated
+                _check(step.amount % every.amount == 0,
+                       f"lottery.fixed_iterations {step} is not an evaluation point (training.eval_every={every})")
+            if step.unit == self.training.steps.unit:
+                _check(step <= self.training.steps,
+                       f"lottery.fixed_iterations {step} is past the end of training (training.steps={self.training.steps})")
+
     @property
     def evaluation(self) -> TrainingSpec:
         return self.eval if self.eval is not None else self.training
