@@ -17,7 +17,7 @@ from ticketlab.pruning import Mask, apply_mask
 from ticketlab.spec import TrainSpec, to_dict
 from ticketlab.store import index, layout
 from ticketlab.store.artifacts import load_json, load_torch, locked, save_json, save_torch
-from ticketlab.train.loop import train
+from ticketlab.train.loop import TrainResult, train
 from ticketlab.train.metrics import read_metrics
 from ticketlab.train.progress import Progress
 
@@ -57,54 +57,71 @@ def run_job(job: Path, spec: TrainSpec, splits: Splits, *, mask: Mask | None = N
         if summary_path.exists():  # another process finished it while we waited
             return load_json(summary_path)
         started = time.time()
-        model = build_model(spec, splits)
-        mask = mask if mask is not None else full_mask(model)
-        if (job / layout.INIT).exists():
-            model.load_state_dict(load_torch(job / layout.INIT, map_location=splits.train_x.device))
-        else:
-            if init_state is not None:
-                model.load_state_dict(init_state)
-            apply_mask(dict(model.named_parameters()), mask)  # pruned weights are zero in every saved state
-            save_torch(job / layout.INIT, model.state_dict())
-        if not (job / layout.MASK).exists():
-            mask.save(job / layout.MASK)
-        save_json(job / layout.SPEC, {"spec": to_dict(spec), "mask_hash": mask.hash(), "context": context,
-                                      "data": splits.info.label})
+        model, mask = prepare_job(job, spec, splits, mask=mask, init_state=init_state, context=context)
         label = " ".join(f"{k}={context[k]}" for k in ("branch", "trial", "level") if k in context) or job.name
         result = train(model, mask, splits, spec.training, job=job, augment=spec.data.augment,
                        progress=Progress(label, spec.training.steps.iterations(len(splits.train_x) // spec.training.batch_size), enabled=progress),
                        checkpoint_seconds=checkpoint_seconds, start_step=start_step)
-        save_torch(job / layout.FINAL, model.state_dict())
-        save_torch(job / layout.BEST, result.best_state)
-        remaining, total = weight_counts(model, mask)
-        summary = {
-            **context,
-            "run_id": context.get("run_id", job.name),
-            "path": str(job.resolve()),
-            "model": spec.model.name,
-            "dataset": spec.data.dataset,
-            "data_official": int(splits.info.official),
-            "data_label": splits.info.label,
-            "mask_hash": mask.hash(),
-            "weights_remaining": remaining,
-            "weights_total": total,
-            "pm": 100.0 * remaining / total,
-            "iterations": result.iterations,
-            "stopped_early": result.stopped_early,
-            "early_stop_iteration": result.early_stop_iteration,
-            "test_accuracy_at_early_stop": result.at_early_stop["test/accuracy"],
-            "val_accuracy_at_early_stop": result.at_early_stop["val/accuracy"],
-            "val_loss_at_early_stop": result.at_early_stop["val/loss"],
-            "train_accuracy_at_early_stop": result.at_early_stop["train/accuracy"],
-            "final_test_accuracy": result.final["test/accuracy"],
-            "final_val_accuracy": result.final["val/accuracy"],
-            "final_train_accuracy": result.final["train/accuracy"],
-            "wall_seconds": time.time() - started,
-        }
-        test_accuracy = dict(read_metrics(job / layout.METRICS).get("test/accuracy", []))
-        summary.update({f"test_accuracy_at_{s}": test_accuracy[s] for s in report_steps if s in test_accuracy})
-        save_json(summary_path, summary)
-        (job / layout.RESUME).unlink(missing_ok=True)  # no longer needed once the summary exists
+        summary = finish_job(job, spec, splits, model, mask, result, context=context, started=started,
+                             report_steps=report_steps)
     if store is not None:
         index.record(store, summary)
+    return summary
+
+
+def prepare_job(job: Path, spec: TrainSpec, splits: Splits, *, mask: Mask | None, init_state: dict[str, torch.Tensor] | None,
+                context: dict) -> tuple[models.Model, Mask]:
+    """The model (at ``init.pt``, masked) and mask of job ``job``, writing ``init.pt``, ``mask.npz`` and
+    ``spec.json`` first; shared by ``run_job`` and the batched engine so both leave the same files."""
+    model = build_model(spec, splits)
+    mask = mask if mask is not None else full_mask(model)
+    if (job / layout.INIT).exists():
+        model.load_state_dict(load_torch(job / layout.INIT, map_location=splits.train_x.device))
+    else:
+        if init_state is not None:
+            model.load_state_dict(init_state)
+        apply_mask(dict(model.named_parameters()), mask)  # pruned weights are zero in every saved state
+        save_torch(job / layout.INIT, model.state_dict())
+    if not (job / layout.MASK).exists():
+        mask.save(job / layout.MASK)
+    save_json(job / layout.SPEC, {"spec": to_dict(spec), "mask_hash": mask.hash(), "context": context,
+                                  "data": splits.info.label})
+    return model, mask
+
+
+def finish_job(job: Path, spec: TrainSpec, splits: Splits, model: models.Model, mask: Mask, result: TrainResult, *,
+               context: dict, started: float, report_steps: list[int] = ()) -> dict:
+    """Write ``final.pt``, ``best.pt`` and (last) ``summary.json`` of a trained job and return the summary;
+    shared by ``run_job`` and the batched engine so both write the same keys."""
+    save_torch(job / layout.FINAL, model.state_dict())
+    save_torch(job / layout.BEST, result.best_state)
+    remaining, total = weight_counts(model, mask)
+    summary = {
+        **context,
+        "run_id": context.get("run_id", job.name),
+        "path": str(job.resolve()),
+        "model": spec.model.name,
+        "dataset": spec.data.dataset,
+        "data_official": int(splits.info.official),
+        "data_label": splits.info.label,
+        "mask_hash": mask.hash(),
+        "weights_remaining": remaining,
+        "weights_total": total,
+        "pm": 100.0 * remaining / total,
+        "iterations": result.iterations,
+        "stopped_early": result.stopped_early,
+        "early_stop_iteration": result.early_stop_iteration,
+        "test_accuracy_at_early_stop": result.at_early_stop["test/accuracy"],
+        "val_accuracy_at_early_stop": result.at_early_stop["val/accuracy"],
+        "val_loss_at_early_stop": result.at_early_stop["val/loss"],
+        "train_accuracy_at_early_stop": result.at_early_stop["train/accuracy"],
+        "final_test_accuracy": result.final["test/accuracy"],
+        "final_val_accuracy": result.final["val/accuracy"],
+        "final_train_accuracy": result.final["train/accuracy"],
+        "wall_seconds": time.time() - started,
+    }
+    test_accuracy = dict(read_metrics(job / layout.METRICS).get("test/accuracy", []))
+    summary.update({f"test_accuracy_at_{s}": test_accuracy[s] for s in report_steps if s in test_accuracy})
+    save_json(job / layout.SUMMARY, summary)
+    (job / layout.RESUME).unlink(missing_ok=True)  # no longer needed once the summary exists
     return summary

@@ -1,0 +1,214 @@
+"""The batched engine against its trusted reference, the single loop: same weights, metrics, early stops
+and files for every model of a batch; pruned weights exactly zero; bit-identical resume."""
+
+import dataclasses
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from ticketlab import TicketlabError, api
+from ticketlab.pruning import Mask
+from ticketlab.steps import Step
+from ticketlab.store import layout
+from ticketlab.store.artifacts import load_json, load_torch
+from ticketlab.train.batched import JobEntry, run_jobs_batched, train_batched
+from ticketlab.train.job import build_model, run_job
+from ticketlab.train.loop import train
+from ticketlab.train.metrics import read_metrics
+
+QUICK = {"data.dataset": "synthetic", "data.val_size": 200, "model.hidden": "32,16",
+         "training.steps": "60it", "training.eval_every": "20it", "training.batch_size": 30}
+
+
+def quick_spec(**extra):
+    return api.make_spec("lenet", overrides={**QUICK, **extra})
+
+
+def random_mask(model, density, seed):
+    g = torch.Generator().manual_seed(seed)
+    return Mask.from_tensors({n: torch.rand(p.shape, generator=g) < density for n, p in model.prunable_weights().items()})
+
+
+def model_for(spec, splits, seed):
+    return build_model(replace(spec, model=replace(spec.model, init_seed=seed)), splits)
+
+
+def variants(spec, k):
+    """K runs that differ in everything a batch allows: lr, weight decay, data order."""
+    return [replace(spec.training, lr=spec.training.lr * (1 + 0.5 * i), data_seed=i,
+                    weight_decay=spec.training.weight_decay * (1 + i)) for i in range(k)]
+
+
+def assert_same_metrics(single_job, batched_job, val_size):
+    a, b = read_metrics(single_job / layout.METRICS), read_metrics(batched_job / layout.METRICS)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert [s for s, _ in a[name]] == [s for s, _ in b[name]], name
+        for (_, x), (_, y) in zip(a[name], b[name]):
+            # accuracies: equal or within one example of the split; losses: float rounding
+            tolerance = 1.0 / val_size + 1e-9 if "accuracy" in name else 1e-4 * max(1.0, abs(x))
+            assert abs(x - y) <= tolerance, (name, x, y)
+
+
+@pytest.mark.parametrize("training", [
+    {"training.optimizer": "adam", "training.weight_decay": "0.01"},
+    {"training.optimizer": "adam", "training.weight_decay": "0.01", "training.decoupled_weight_decay": "true"},
+    {"training.optimizer": "sgd", "training.lr": "0.05", "training.momentum": "0.9", "training.nesterov": "true",
+     "training.weight_decay": "0.01"},
+    {"training.optimizer": "sgd", "training.lr": "0.05", "training.momentum": "0.9", "training.weight_decay": "0.01",
+     "training.decoupled_weight_decay": "true"},
+    {"training.optimizer": "adam", "training.lr": "0.01", "training.patience": "2", "training.eval_every": "5it",
+     "training.steps": "200it"},
+], ids=["adam+wd", "adamw", "nesterov+wd", "sgdw", "adam+patience"])
+def test_each_model_follows_the_single_loop(training, tmp_path):
+    spec = quick_spec(**training)
+    splits = api.load_splits(spec.data)
+    specs = variants(spec, 3)
+    masks = [random_mask(model_for(spec, splits, 0), density, seed=i) for i, density in enumerate((0.3, 0.5, 0.8))]
+    for i in range(3):
+        (tmp_path / f"single{i}").mkdir()
+        (tmp_path / f"batched{i}").mkdir()
+    singles, single_results = [], []
+    for i in range(3):
+        model = model_for(spec, splits, i)
+        single_results.append(train(model, masks[i], splits, specs[i], job=tmp_path / f"single{i}"))
+        singles.append(model)
+    batched = [model_for(spec, splits, i) for i in range(3)]
+    results = train_batched(batched, masks, splits, specs, jobs=[tmp_path / f"batched{i}" for i in range(3)])
+
+    for i in range(3):
+        a, b = singles[i].state_dict(), batched[i].state_dict()
+        assert all(torch.allclose(a[n], b[n], atol=1e-5, rtol=0) for n in a), i
+        for name, m in masks[i].items():
+            assert torch.all(b[name][~m] == 0), name  # pruned weights exactly zero
+        ref, got = single_results[i], results[i]
+        assert (got.iterations, got.early_stop_iteration, got.stopped_early) == \
+               (ref.iterations, ref.early_stop_iteration, ref.stopped_early)
+        assert all(torch.allclose(ref.best_state[n], got.best_state[n], atol=1e-5, rtol=0) for n in ref.best_state)
+        for name in ref.final:
+            assert got.final[name] == pytest.approx(ref.final[name], abs=1e-3)
+            assert got.at_early_stop[name] == pytest.approx(ref.at_early_stop[name], abs=1e-3)
+        assert_same_metrics(tmp_path / f"single{i}", tmp_path / f"batched{i}", len(splits.val_y))
+    assert not masks[0].equals(masks[1])
+    if spec.training.patience:
+        assert len({r.iterations for r in results}) > 1  # the models stopped at different steps
+
+
+def test_coupled_and_decoupled_decay_share_a_batch():
+    spec = quick_spec(**{"training.weight_decay": "0.05"})
+    splits = api.load_splits(spec.data)
+    specs = [spec.training, replace(spec.training, decoupled_weight_decay=True)]
+    singles = [model_for(spec, splits, 0) for _ in specs]
+    for model, s in zip(singles, specs):
+        train(model, None, splits, s)
+    batched = [model_for(spec, splits, 0) for _ in specs]
+    train_batched(batched, [None, None], splits, specs)
+    for a, b in zip(singles, batched):
+        assert all(torch.allclose(a.state_dict()[n], b.state_dict()[n], atol=1e-5, rtol=0) for n in a.state_dict())
+    assert not torch.allclose(batched[0].output.weight, batched[1].output.weight)
+
+
+@pytest.mark.parametrize("engine", ["vmap", "auto"])
+def test_conv2_fallback_follows_the_single_loop(engine):
+    spec = api.make_spec("conv2", overrides={"data.dataset": "synthetic_rgb", "data.val_size": 100,
+                                             "training.batch_size": 8, "training.steps": "5it",
+                                             "training.eval_every": "5it"})
+    full = api.load_splits(spec.data)  # Conv-2 is slow on a CPU: evaluate on small slices
+    splits = dataclasses.replace(full, train_x=full.train_x[:64], train_y=full.train_y[:64], val_x=full.val_x[:32],
+                                 val_y=full.val_y[:32], test_x=full.test_x[:32], test_y=full.test_y[:32])
+    specs = [replace(spec.training, data_seed=i, lr=spec.training.lr * (1 + i)) for i in range(2)]
+    masks = [random_mask(model_for(spec, splits, 0), 0.3 + 0.4 * i, seed=i) for i in range(2)]
+    singles = [model_for(spec, splits, i) for i in range(2)]
+    single_results = [train(m, mask, splits, s) for m, mask, s in zip(singles, masks, specs)]
+    batched = [model_for(spec, splits, i) for i in range(2)]
+    results = train_batched(batched, masks, splits, specs, engine=engine)
+    for a, b, ref, got, mask in zip(singles, batched, single_results, results, masks):
+        assert all(torch.allclose(a.state_dict()[n], b.state_dict()[n], atol=1e-5, rtol=0) for n in a.state_dict())
+        assert all(torch.all(b.state_dict()[n][~m] == 0) for n, m in mask.items())
+        assert got.final["val/loss"] == pytest.approx(ref.final["val/loss"], rel=1e-4)
+
+
+def _entries(tmp_path, spec, splits, k=3, steps="100it"):
+    spec = replace(spec, training=replace(spec.training, steps=Step.parse(steps)))
+    out = []
+    for i, s in enumerate(variants(spec, k)):
+        model = model_for(spec, splits, i)
+        out.append(JobEntry(tmp_path / f"job{i}", replace(spec, training=s), random_mask(model, 0.5, seed=i),
+                            model.state_dict(), {"branch": f"b{i}", "trial": 0, "level": 1}))
+    return out
+
+
+def test_resume_after_crash_is_bit_identical(tmp_path, monkeypatch):
+    spec = quick_spec()
+    splits = api.load_splits(spec.data)
+    reference = run_jobs_batched(_entries(tmp_path / "a", spec, splits), splits)
+
+    import ticketlab.train.batched as batched
+    real = batched.BatchSampler.indices
+
+    def crash_at_70(self, step):
+        if step == 70:
+            raise RuntimeError("simulated crash")
+        return real(self, step)
+    monkeypatch.setattr(batched.BatchSampler, "indices", crash_at_70)
+    with pytest.raises(RuntimeError):
+        run_jobs_batched(_entries(tmp_path / "b", spec, splits), splits, checkpoint_seconds=0)
+    jobs = [tmp_path / "b" / f"job{i}" for i in range(3)]
+    assert all(load_torch(j / layout.RESUME)["step"] == 60 and not (j / layout.SUMMARY).exists() for j in jobs)
+    monkeypatch.setattr(batched.BatchSampler, "indices", real)
+
+    # a batch resumes only from one common step
+    saved = (jobs[0] / layout.RESUME).read_bytes()
+    (jobs[0] / layout.RESUME).unlink()
+    models = [build_model(spec, splits) for _ in jobs]
+    with pytest.raises(TicketlabError, match="different steps"):
+        train_batched(models, [None] * 3, splits, [e.spec.training for e in _entries(tmp_path / "c", spec, splits)],
+                      jobs=jobs)
+    (jobs[0] / layout.RESUME).write_bytes(saved)
+
+    resumed = run_jobs_batched(_entries(tmp_path / "b", spec, splits), splits)
+    for i, (ref, got) in enumerate(zip(reference, resumed)):
+        a, b = load_torch(tmp_path / "a" / f"job{i}" / layout.FINAL), load_torch(jobs[i] / layout.FINAL)
+        assert all(torch.equal(a[n], b[n]) for n in a)
+        for key in ("early_stop_iteration", "test_accuracy_at_early_stop", "final_test_accuracy", "final_train_accuracy"):
+            assert got[key] == ref[key]
+        steps = [json.loads(l)["step"] for l in (jobs[i] / layout.METRICS).read_text().splitlines() if '"val/loss"' in l]
+        assert steps == [0, 20, 40, 60, 80, 100]  # no duplicated records after the resume
+
+
+def test_run_jobs_batched_writes_what_run_job_writes(tmp_path):
+    spec = quick_spec(**{"training.checkpoints": "20it"})
+    splits = api.load_splits(spec.data)
+    entries = _entries(tmp_path / "batched", spec, splits, k=2, steps="60it")
+    # a third job that cannot share the batch (another batch size) is trained in a batch of its own
+    odd = entries[0]._replace(job=tmp_path / "batched" / "odd", spec=replace(spec, training=replace(
+        entries[0].spec.training, batch_size=20)))
+    summaries = run_jobs_batched([*entries, odd], splits, store=tmp_path / "batched")
+    for e, summary in zip([*entries, odd], summaries):
+        single_job = tmp_path / "single" / e.job.name
+        single = run_job(single_job, e.spec, splits, mask=e.mask, init_state=e.init_state, context=e.context)
+        assert summary.keys() == single.keys()
+        assert sorted(p.name for p in e.job.iterdir()) == sorted(p.name for p in single_job.iterdir())
+        for key in ("mask_hash", "weights_remaining", "pm", "iterations", "early_stop_iteration", "branch"):
+            assert summary[key] == single[key]
+        assert summary["final_test_accuracy"] == pytest.approx(single["final_test_accuracy"], abs=2e-3)
+        a, b = load_torch(single_job / layout.step_checkpoint(20)), load_torch(e.job / layout.step_checkpoint(20))
+        assert all(a[n].shape == b[n].shape and torch.allclose(a[n], b[n], atol=1e-5) for n in a)
+        assert load_json(e.job / layout.SPEC) == load_json(single_job / layout.SPEC)
+    assert {r["branch"] for r in api.results(tmp_path / "batched")} == {"b0", "b1"}
+    mtime = (entries[0].job / layout.SUMMARY).stat().st_mtime_ns
+    assert run_jobs_batched(entries, splits) == summaries[:2]  # finished jobs are not trained again
+    assert (entries[0].job / layout.SUMMARY).stat().st_mtime_ns == mtime
+
+
+def test_specs_that_cannot_share_a_batch_are_an_error():
+    spec = quick_spec()
+    splits = api.load_splits(spec.data)
+    models = [build_model(spec, splits) for _ in range(2)]
+    with pytest.raises(TicketlabError, match="batch_size"):
+        train_batched(models, [None, None], splits, [spec.training, replace(spec.training, batch_size=20)])
+    with pytest.raises(TicketlabError, match="architecture"):
+        other = build_model(quick_spec(**{"model.hidden": "16"}), splits)
+        train_batched([models[0], other], [None, None], splits, [spec.training] * 2)
