@@ -93,10 +93,11 @@ def make_experiment(model: str | None = None, preset: str | None = None,
 
 def lottery(exp: LotteryExperimentSpec, store: str | Path, *, data_dir: str | None = None, device: str = "cpu",
             progress: bool | None = None, workers: int = 1, checkpoint_seconds: float = 60.0,
-            trials: list[int] | None = None, log=print) -> Path:
+            trials: list[int] | None = None, log=print, batch_models: int = 0) -> Path:
     """Run (or resume, or just find) a lottery experiment; returns its folder in the store.
 
-    ``workers`` > 1 spreads the trials over that many processes, one thread each."""
+    ``workers`` > 1 spreads the trials over that many processes, one thread each; ``batch_models`` caps
+    how many of a level's branches (ticket, controls) the batched engine trains at once (0: all)."""
     from ticketlab.lottery.runner import Lottery
     trials = list(range(exp.lottery.trials)) if trials is None else trials
     if workers > 1 and len(trials) > 1:
@@ -107,11 +108,13 @@ def lottery(exp: LotteryExperimentSpec, store: str | Path, *, data_dir: str | No
         with concurrent.futures.ProcessPoolExecutor(len(groups), mp_context=context,
                                                     initializer=torch.set_num_threads, initargs=(1,)) as pool:
             futures = [pool.submit(lottery, exp, store, data_dir=data_dir, device=device, progress=False,
-                                   checkpoint_seconds=checkpoint_seconds, trials=group) for group in groups]
+                                   checkpoint_seconds=checkpoint_seconds, trials=group, batch_models=batch_models)
+                       for group in groups]
             for future in futures:
                 future.result()
     else:
         splits = load_splits(exp.data, str(data_dir) if data_dir else None, device)
-        Lottery(exp, Path(store), splits, progress=progress, checkpoint_seconds=checkpoint_seconds, log=log).run(trials)
+        Lottery(exp, Path(store), splits, progress=progress, checkpoint_seconds=checkpoint_seconds, log=log,
+                batch_models=batch_models).run(trials)
     from ticketlab.lottery.runner import experiment_name
     return layout.experiment_dir(Path(store), "lottery", experiment_name(exp))

@@ -51,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default=None, help="a preset from `ticketlab presets`")
     p.add_argument("--model", default=None, help="default: the preset's model, else lenet")
     p.add_argument("--workers", type=int, default=1, help="processes to spread the trials over (one thread each)")
+    p.add_argument("--batch-models", type=int, default=0, metavar="K",
+                   help="train at most K of a level's branches (ticket, controls) together (default: all)")
     p.add_argument("--checkpoint-seconds", type=float, default=60.0)
     p.add_argument("--plot", action="store_true", help="write the standard plots when done")
     _add_common(p)
@@ -163,7 +165,7 @@ def cmd_lottery(args) -> None:
     experiments = api.make_experiments(args.model, args.preset, parse_set(args.set))
     for exp in experiments:
         root = api.lottery(exp, args.store, data_dir=args.data_dir, device=args.device, workers=args.workers,
-                           checkpoint_seconds=args.checkpoint_seconds)
+                           checkpoint_seconds=args.checkpoint_seconds, batch_models=args.batch_models)
         print(f"experiment {root.name} ({root})")
         print(lottery_tables.format_levels(lottery_tables.level_table(args.store, root.name)))
         if args.plot:

@@ -31,6 +31,7 @@ from ticketlab.spec import LotteryExperimentSpec, PruningSpec, spec_hash, to_dic
 from ticketlab.steps import Step
 from ticketlab.store import layout
 from ticketlab.store.artifacts import load_torch, save_json
+from ticketlab.train.batched import JobEntry, run_jobs_batched
 from ticketlab.train.job import run_job
 
 
@@ -42,11 +43,12 @@ class Lottery:
     """One lottery experiment in the store (``<store>/lottery-<hash>/``)."""
 
     def __init__(self, exp: LotteryExperimentSpec, store: Path, splits: Splits, *, progress: bool | None = None,
-                 checkpoint_seconds: float = 60.0, log=print):
+                 checkpoint_seconds: float = 60.0, log=print, batch_models: int = 0):
         self.exp, self.store, self.splits = exp, Path(store), splits
         self.name = experiment_name(exp)
         self.root = layout.experiment_dir(self.store, "lottery", self.name)
         self.progress, self.checkpoint_seconds, self.log = progress, checkpoint_seconds, log
+        self.batch_models = batch_models  # branches trained together by the batched engine (0: a whole level)
         model = models.build(exp.model, splits.info.input_shape, splits.info.num_classes)
         self.infos = model.weight_info()
         self.init_std = layer_init_std(model, exp.model)
@@ -81,13 +83,13 @@ class Lottery:
             main = self._imp_branch(trial, level, find0 if level == 0 else find, mask, tdir, theta0)
             self._run(ldir / "main", main, trial, level)
             theta0 = theta0 if theta0 is not None else load_torch(level0 / layout.INIT)
+            branches = []
             if level > 0 and self.needs_ticket_branch:
                 start, state = self._ticket_start(level0, theta0)
-                ticket = Branch("ticket", exp.train_spec(trial, exp.evaluation), mask, state, start)
-                self._run(ldir / "ticket", ticket, trial, level)
+                branches.append(Branch("ticket", exp.train_spec(trial, exp.evaluation), mask, state, start))
             if level > 0 and (not lot.control_levels or level in lot.control_levels):
-                for branch in controls(exp, self._context(trial, level, mask, theta0, exp.pruning, level)):
-                    self._run(ldir / branch.name, branch, trial, level)
+                branches += controls(exp, self._context(trial, level, mask, theta0, exp.pruning, level))
+            self._run_many(ldir, branches, trial, level)
         self._run_oneshot(trial, tdir, level0)
 
     def _imp_branch(self, trial, level, spec, mask, tdir, theta0) -> Branch:
@@ -117,9 +119,8 @@ class Lottery:
             mask = self._mask_for(odir, level0, self._full_mask(), pspec)
             start, state = self._ticket_start(level0, theta0)
             ticket = Branch("main", self.exp.train_spec(trial, self.exp.evaluation), mask, state, start)
-            self._run(odir / "main", ticket, trial, level=0, oneshot=p)
-            for branch in controls(self.exp, self._context(trial, 0, mask, theta0, pspec, 1)):
-                self._run(odir / branch.name, branch, trial, level=0, oneshot=p)
+            branches = [ticket, *controls(self.exp, self._context(trial, 0, mask, theta0, pspec, 1))]
+            self._run_many(odir, branches, trial, level=0, oneshot=p)
 
     # ------------------------------------------------------------------ helpers
     def _full_mask(self) -> Mask:
@@ -144,22 +145,46 @@ class Lottery:
                             init_std=self.init_std, input_shape=info.input_shape, num_classes=info.num_classes,
                             pruning=pspec, rounds=rounds)
 
-    def _run(self, job: Path, branch: Branch, trial: int, level: int, oneshot: float | None = None) -> dict:
-        finished = (job / layout.SUMMARY).exists()
+    def _context_of(self, branch: Branch, trial: int, level: int, oneshot: float | None) -> dict:
         context = {"experiment": f"lottery-{self.name}", "kind": "lottery" if oneshot is None else "oneshot",
                    "branch": branch.name, "trial": trial, "level": level,
                    "run_id": f"{self.name}-t{trial}-" + (f"l{level}" if oneshot is None else f"p{oneshot:g}") + f"-{branch.name}"}
         if oneshot is not None:
             context["oneshot_fraction"] = oneshot
+        return context
+
+    def _report(self, summary: dict, trial: int, level: int, oneshot: float | None, seconds: float) -> None:
+        where = f"level {level}" if oneshot is None else f"one-shot {oneshot:g}"
+        self.log(f"[lottery {self.name}] trial {trial} {where} {summary['branch']}: Pm {summary['pm']:.2f}%, "
+                 f"early stop {summary['early_stop_iteration']}, test acc {summary['test_accuracy_at_early_stop']:.4f} "
+                 f"({seconds:.0f} s)")
+
+    def _run(self, job: Path, branch: Branch, trial: int, level: int, oneshot: float | None = None) -> dict:
+        """One job with the single-model loop (the IMP chain: each level depends on the previous one)."""
+        finished = (job / layout.SUMMARY).exists()
         started = time.monotonic()
-        summary = run_job(job, branch.spec, self.splits, mask=branch.mask, init_state=branch.init, context=context,
-                          store=self.store, progress=self.progress, checkpoint_seconds=self.checkpoint_seconds,
+        summary = run_job(job, branch.spec, self.splits, mask=branch.mask, init_state=branch.init,
+                          context=self._context_of(branch, trial, level, oneshot), store=self.store,
+                          progress=self.progress, checkpoint_seconds=self.checkpoint_seconds,
                           start_step=branch.start_step, report_steps=self._fixed_steps())
         if not finished:
-            self.log(f"[lottery {self.name}] trial {trial} {'level ' + str(level) if oneshot is None else f'one-shot {oneshot:g}'} "
-                     f"{branch.name}: Pm {summary['pm']:.2f}%, early stop {summary['early_stop_iteration']}, "
-                     f"test acc {summary['test_accuracy_at_early_stop']:.4f} ({time.monotonic() - started:.0f} s)")
+            self._report(summary, trial, level, oneshot, time.monotonic() - started)
         return summary
+
+    def _run_many(self, folder: Path, branches: list[Branch], trial: int, level: int, oneshot: float | None = None) -> None:
+        """Independent branches of one level, trained together by the batched engine."""
+        size = self.batch_models or max(len(branches), 1)
+        for i in range(0, len(branches), size):
+            group = branches[i:i + size]
+            finished = [(folder / b.name / layout.SUMMARY).exists() for b in group]
+            started = time.monotonic()
+            entries = [JobEntry(folder / b.name, b.spec, b.mask, b.init, self._context_of(b, trial, level, oneshot),
+                                b.start_step, self._fixed_steps()) for b in group]
+            summaries = run_jobs_batched(entries, self.splits, store=self.store, progress=self.progress,
+                                         checkpoint_seconds=self.checkpoint_seconds)
+            for summary, done in zip(summaries, finished):
+                if not done:
+                    self._report(summary, trial, level, oneshot, time.monotonic() - started)
 
     def _fixed_steps(self) -> list[int]:
         ipe = len(self.splits.train_x) // self.exp.training.batch_size
