@@ -1,7 +1,8 @@
 """``ticketlab bench``: training-loop speed of ticketlab next to a stock PyTorch loop, in one process.
 
-Both loops train Lenet-300-100 (batch 60, Adam 1.2e-3) under the same random mask with the
-per-layer densities of IMP level 3 (Pm 51%). Each rate is the slope between a short and a long run,
+All engines train Lenet-300-100 (batch 60, Adam 1.2e-3) under random masks with the per-layer
+densities of IMP level 3 (Pm 51%): the stock loop, ticketlab's single-model loop, and the batched
+engine with K models at once (each its own init, mask and data order). Each rate is the slope between a short and a long run,
 (n_long - n_short) / (t_long - t_short), so fixed costs (set-up, the final evaluations) cancel; the
 median over repeats is reported. Speed is a measurement, never a test assertion.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import platform
 import statistics
 import time
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +22,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from ticketlab import TicketlabError, api
 from ticketlab.pruning import Mask
 from ticketlab.spec import DataSpec, apply_overrides
+from ticketlab.steps import Step
+from ticketlab.train.batched import train_batched
 from ticketlab.train.job import build_model
 from ticketlab.train.loop import train
 
@@ -69,6 +73,20 @@ def _ticketlab_seconds(spec, splits, mask, steps: int) -> float:
     return time.perf_counter() - start
 
 
+def _batched_seconds(spec, splits, masks: list[Mask], steps: int) -> float:
+    training = replace(spec.training, steps=Step(steps), eval_every=Step(steps))
+    models_ = [build_model(replace(spec, model=replace(spec.model, init_seed=i)), splits) for i in range(len(masks))]
+    start = time.perf_counter()
+    train_batched(models_, masks, splits, [replace(training, data_seed=i) for i in range(len(masks))])
+    return time.perf_counter() - start
+
+
+def _level3_mask(model, generator: torch.Generator) -> Mask:
+    """A random mask at IMP level 3's per-layer densities: 0.8^3 hidden, 0.9^3 output."""
+    return Mask.from_tensors({name: torch.rand(p.shape, generator=generator) < (0.9 ** 3 if info.kind == "output" else 0.8 ** 3)
+                              for (name, p), info in zip(model.prunable_weights().items(), model.weight_info().values())})
+
+
 def _rate(seconds_of, short: int, long: int, repeats: int) -> float:
     rates = []
     for _ in range(repeats):
@@ -77,8 +95,10 @@ def _rate(seconds_of, short: int, long: int, repeats: int) -> float:
     return statistics.median(rates)
 
 
-def run(quick: bool = False, data_dir: str | None = None, sizes: tuple[int, int, int] | None = None) -> dict:
-    """Measure both loops; ``sizes`` = (short, long, repeats) overrides the run lengths."""
+def run(quick: bool = False, data_dir: str | None = None, sizes: tuple[int, int, int] | None = None,
+        ks: tuple[int, ...] | None = None) -> dict:
+    """Measure every engine; ``sizes`` = (short, long, repeats) overrides the run lengths, ``ks`` the
+    batch sizes of the batched engine."""
     try:
         splits = api.load_splits(DataSpec(dataset="mnist"), data_dir)
         dataset = splits.info.label
@@ -88,13 +108,13 @@ def run(quick: bool = False, data_dir: str | None = None, sizes: tuple[int, int,
     spec = api.make_spec("lenet", overrides={"data.dataset": splits.info.name})
     model = build_model(spec, splits)
     generator = torch.Generator().manual_seed(0)
-    # Random mask at IMP level 3's per-layer densities: 0.8^3 hidden, 0.9^3 output.
-    densities = {name: (0.9 ** 3 if info.kind == "output" else 0.8 ** 3) for name, info in model.weight_info().items()}
-    mask = Mask.from_tensors({name: torch.rand(p.shape, generator=generator) < densities[name]
-                              for name, p in model.prunable_weights().items()})
+    ks = ks or ((1, 4, 16) if quick else (1, 4, 16, 64))
+    masks = [_level3_mask(model, generator) for _ in range(max(ks))]
+    mask = masks[0]
     short, long, repeats = sizes or ((100, 600, 3) if quick else (300, 2300, 5))
     stock = _rate(lambda n: _stock_seconds(splits, list(mask.values()), n), short, long, repeats)
     ours = _rate(lambda n: _ticketlab_seconds(spec, splits, mask, n), short, long, repeats)
+    batched = {k: k * _rate(lambda n: _batched_seconds(spec, splits, masks[:k], n), short, long, repeats) for k in ks}
     return {
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "torch": torch.__version__, "threads": torch.get_num_threads()},
@@ -104,6 +124,8 @@ def run(quick: bool = False, data_dir: str | None = None, sizes: tuple[int, int,
         "results": [
             {"model": "lenet", "engine": "stock", "K": 1, "model_steps_per_s": stock, "ratio_to_stock": 1.0},
             {"model": "lenet", "engine": "single", "K": 1, "model_steps_per_s": ours, "ratio_to_stock": ours / stock},
+            *({"model": "lenet", "engine": "batched", "K": k, "model_steps_per_s": rate, "ratio_to_stock": rate / stock}
+              for k, rate in batched.items()),
         ],
     }
 

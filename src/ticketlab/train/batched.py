@@ -9,10 +9,7 @@ loop's within float rounding (tests/test_batched.py: weights within 1e-5 after 6
 stops): the batched GEMMs and the per-model loss mean round differently in the last bit, and training
 amplifies that a little. The store and the plots cannot tell the engines apart.
 
-Speed (``bench_batched``, 16 masked Lenets, one thread on the 2-core dev machine while another experiment
-loaded it, so rough): Lenet-300-100 330-410 model-steps/s batched vs 290-350 for the single loop model after
-model (1.1-1.3x: at batch 60 both are bound by the same GEMM flops, batching only saves per-step overhead);
-Lenet-32-16 2,100 vs 990 (2.1x). The single loop is already fused; a stock PyTorch loop is far slower.
+Speed: ``ticketlab bench`` measures this engine at several K next to the single loop and a stock loop.
 
 Which engine trains a batch (``engine="auto"``):
     Lenet (MLP)                 stacked ``baddbmm`` (StackedMLP)
