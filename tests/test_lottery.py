@@ -190,3 +190,20 @@ def test_sigkill_and_resume_equals_an_uninterrupted_run(tmp_path):
     assert strip(api.results(store)) == strip(api.results(tmp_path / "ref"))
     again = _ticketlab(store)
     assert "[lottery" not in again.stdout  # nothing left to train
+
+
+def test_killing_the_parent_kills_its_workers(tmp_path):
+    argv = [sys.executable, "-m", "ticketlab.cli", *COMMAND, "--set", "lottery.trials=2", "--workers", "2",
+            "--store", str(tmp_path)]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(tmp_path.rglob(layout.METRICS))) < 2:
+        time.sleep(0.05)
+    children = [pid for pid in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+                if "spawn_main" in open(f"/proc/{pid}/cmdline").read()]  # the pool workers
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    time.sleep(1.0)
+    alive = [pid for pid in children if os.path.exists(f"/proc/{pid}") and "zombie" not in
+             open(f"/proc/{pid}/status").read().lower()]
+    assert children and not alive

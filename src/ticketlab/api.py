@@ -105,8 +105,7 @@ def lottery(exp: LotteryExperimentSpec, store: str | Path, *, data_dir: str | No
         import multiprocessing
         groups = [trials[i::workers] for i in range(min(workers, len(trials)))]
         context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(len(groups), mp_context=context,
-                                                    initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        with concurrent.futures.ProcessPoolExecutor(len(groups), mp_context=context, initializer=_worker_init) as pool:
             futures = [pool.submit(lottery, exp, store, data_dir=data_dir, device=device, progress=False,
                                    checkpoint_seconds=checkpoint_seconds, trials=group, batch_models=batch_models)
                        for group in groups]
@@ -118,3 +117,15 @@ def lottery(exp: LotteryExperimentSpec, store: str | Path, *, data_dir: str | No
                 batch_models=batch_models).run(trials)
     from ticketlab.lottery.runner import experiment_name
     return layout.experiment_dir(Path(store), "lottery", experiment_name(exp))
+
+
+def _worker_init() -> None:
+    """A lottery worker process: one thread, and it dies with its parent (Linux), so that killing
+    ``ticketlab lottery`` leaves no orphan holding job locks; rerunning resumes from the checkpoints."""
+    torch.set_num_threads(1)
+    try:
+        import ctypes
+        import signal
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: workers finish their current trial before exiting

@@ -111,10 +111,13 @@ def run(quick: bool = False, data_dir: str | None = None, sizes: tuple[int, int,
     ks = ks or ((1, 4, 16) if quick else (1, 4, 16, 64))
     masks = [_level3_mask(model, generator) for _ in range(max(ks))]
     mask = masks[0]
-    short, long, repeats = sizes or ((100, 600, 3) if quick else (300, 2300, 5))
+    # long enough that the fixed costs (evaluations of the full training split, ~1 s) do not swamp the slope
+    short, long, repeats = sizes or ((300, 1800, 3) if quick else (500, 4000, 5))
     stock = _rate(lambda n: _stock_seconds(splits, list(mask.values()), n), short, long, repeats)
     ours = _rate(lambda n: _ticketlab_seconds(spec, splits, mask, n), short, long, repeats)
-    batched = {k: k * _rate(lambda n: _batched_seconds(spec, splits, masks[:k], n), short, long, repeats) for k in ks}
+    # K models per step: shorter runs keep each measurement near the single loop's model-step count
+    batched = {k: k * _rate(lambda n: _batched_seconds(spec, splits, masks[:k], n), max(short // max(k // 4, 1), 5),
+                            max(long // max(k // 4, 1), 25), repeats) for k in ks}
     return {
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "torch": torch.__version__, "threads": torch.get_num_threads()},
