@@ -21,3 +21,27 @@ def shared_data() -> Path:
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+
+@pytest.fixture
+def crash_at(monkeypatch):
+    """``with crash_at(step):`` makes every BatchSampler raise when asked for ``step`` (a simulated
+    crash mid-training); the real sampler is back after the block."""
+    from contextlib import contextmanager
+
+    from ticketlab.data import loader
+
+    @contextmanager
+    def crashing(step: int):
+        real = loader.BatchSampler.indices
+
+        def indices(self, at):
+            if at == step:
+                raise RuntimeError("simulated crash")
+            return real(self, at)
+        monkeypatch.setattr(loader.BatchSampler, "indices", indices)
+        try:
+            yield
+        finally:
+            monkeypatch.setattr(loader.BatchSampler, "indices", real)
+    return crashing

@@ -140,24 +140,15 @@ def _entries(tmp_path, spec, splits, k=3, steps="100it"):
     return out
 
 
-def test_resume_after_crash_is_bit_identical(tmp_path, monkeypatch):
+def test_resume_after_crash_is_bit_identical(tmp_path, crash_at):
     spec = quick_spec()
     splits = api.load_splits(spec.data)
     reference = run_jobs_batched(_entries(tmp_path / "a", spec, splits), splits)
 
-    import ticketlab.train.batched as batched
-    real = batched.BatchSampler.indices
-
-    def crash_at_70(self, step):
-        if step == 70:
-            raise RuntimeError("simulated crash")
-        return real(self, step)
-    monkeypatch.setattr(batched.BatchSampler, "indices", crash_at_70)
-    with pytest.raises(RuntimeError):
+    with crash_at(70), pytest.raises(RuntimeError):
         run_jobs_batched(_entries(tmp_path / "b", spec, splits), splits, checkpoint_seconds=0)
     jobs = [tmp_path / "b" / f"job{i}" for i in range(3)]
     assert all(load_torch(j / layout.RESUME)["step"] == 60 and not (j / layout.SUMMARY).exists() for j in jobs)
-    monkeypatch.setattr(batched.BatchSampler, "indices", real)
 
     # a batch resumes only from one common step
     saved = (jobs[0] / layout.RESUME).read_bytes()

@@ -107,25 +107,16 @@ def test_patience_stops_training():
     assert result.iterations - result.early_stop_iteration == 20
 
 
-def test_resume_after_crash_is_bit_identical(tmp_path, monkeypatch):
+def test_resume_after_crash_is_bit_identical(tmp_path, crash_at):
     spec = quick_spec(**{"training.steps": "100it"})
     reference = api.train(spec, tmp_path / "a")
     ref_final = load_torch(tmp_path / "a" / f"train-{reference['run_id']}" / layout.FINAL)
 
-    import ticketlab.train.loop as loop
-    real = loop.BatchSampler.indices
-
-    def crash_at_70(self, step):
-        if step == 70:
-            raise RuntimeError("simulated crash")
-        return real(self, step)
-    monkeypatch.setattr(loop.BatchSampler, "indices", crash_at_70)
-    with pytest.raises(RuntimeError):
+    with crash_at(70), pytest.raises(RuntimeError):
         api.train(spec, tmp_path / "b", checkpoint_seconds=0)
     job = tmp_path / "b" / f"train-{reference['run_id']}"
     assert (job / layout.RESUME).exists() and not (job / layout.SUMMARY).exists()
     assert load_torch(job / layout.RESUME)["step"] == 60
-    monkeypatch.setattr(loop.BatchSampler, "indices", real)
     resumed = api.train(spec, tmp_path / "b")
     final = load_torch(job / layout.FINAL)
     assert all(torch.equal(final[k], ref_final[k]) for k in ref_final)
