@@ -77,7 +77,7 @@ def _batched_seconds(spec, splits, masks: list[Mask], steps: int) -> float:
     training = replace(spec.training, steps=Step(steps), eval_every=Step(steps))
     models_ = [build_model(replace(spec, model=replace(spec.model, init_seed=i)), splits) for i in range(len(masks))]
     start = time.perf_counter()
-    train_batched(models_, masks, splits, [replace(training, data_seed=i) for i in range(len(masks))])
+    train_batched(models_, masks, splits, [replace(training, data_seed=i) for i in range(len(masks))], engine="mlp")
     return time.perf_counter() - start
 
 

@@ -12,6 +12,7 @@ amplifies that a little. The store and the plots cannot tell the engines apart.
 Speed: ``ticketlab bench`` measures this engine at several K next to the single loop and a stock loop.
 
 Which engine trains a batch (``engine="auto"``):
+    a single model              the single loop
     Lenet (MLP)                 stacked ``baddbmm`` (StackedMLP)
     anything else               the single loop, model after model: on CPU, vmapping Conv-2 is 1.6x
                                 slower; BatchNorm buffers and dropout cannot follow the single loop under
@@ -73,7 +74,8 @@ def choose_engine(models: list[Model], specs: list[TrainingSpec], device: torch.
         raise TicketlabError(f"unknown engine {engine!r}; choose one of {ENGINES}")
     sequential = specs[0].precision == "fp16" and device.type == "cuda"   # loss scaling is per model
     if engine == "auto":
-        return "sequential" if sequential or not isinstance(models[0], Lenet) else "mlp"
+        # a batch of one is the single loop itself: faster than a stack of one, and bit-equal to it
+        return "sequential" if sequential or len(models) == 1 or not isinstance(models[0], Lenet) else "mlp"
     if engine == "mlp" and not isinstance(models[0], Lenet):
         raise TicketlabError(f"engine 'mlp' trains Lenet only, not {type(models[0]).__name__}")
     why = vmap_supported(models[0]) if engine == "vmap" else None
