@@ -203,3 +203,18 @@ def test_specs_that_cannot_share_a_batch_are_an_error():
     with pytest.raises(TicketlabError, match="architecture"):
         other = build_model(quick_spec(**{"model.hidden": "16"}), splits)
         train_batched([models[0], other], [None, None], splits, [spec.training] * 2)
+
+
+def test_a_models_trajectory_does_not_depend_on_its_batch_mates():
+    # Why resuming a partly finished batch (a smaller batch) reproduces the uninterrupted run exactly.
+    spec = quick_spec()
+    splits = api.load_splits(spec.data)
+
+    def first_model_after(seeds):
+        models = [build_model(replace(spec, model=replace(spec.model, init_seed=s)), splits) for s in seeds]
+        masks = [random_mask(m, 0.5, seed=s) for s, m in zip(seeds, models)]
+        train_batched(models, masks, splits, [replace(spec.training, data_seed=s) for s in seeds], engine="mlp")
+        return dict(models[0].named_parameters())
+
+    alone, in_four = first_model_after([0, 2]), first_model_after([0, 1, 2, 3])
+    assert all(torch.equal(alone[n], in_four[n]) for n in alone)
