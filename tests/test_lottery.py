@@ -207,3 +207,12 @@ def test_killing_the_parent_kills_its_workers(tmp_path):
     alive = [pid for pid in children if os.path.exists(f"/proc/{pid}") and "zombie" not in
              open(f"/proc/{pid}/status").read().lower()]
     assert children and not alive
+
+
+def test_a_job_finished_but_not_indexed_is_indexed_on_rerun(tmp_path):
+    # A kill between summary.json and the index row must not lose the row.
+    exp, root = run(tmp_path, **{"lottery.levels": 1, "lottery.reinits": 1})
+    rows = api.results(tmp_path)
+    (tmp_path / layout.INDEX).unlink()
+    api.lottery(exp, tmp_path, progress=False, log=lambda *a: None)
+    assert api.results(tmp_path) == rows

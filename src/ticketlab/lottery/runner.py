@@ -32,7 +32,6 @@ from ticketlab.steps import Step
 from ticketlab.store import layout
 from ticketlab.store.artifacts import load_torch, save_json
 from ticketlab.train.batched import JobEntry, run_jobs_batched
-from ticketlab.train.job import run_job
 
 
 def experiment_name(exp: LotteryExperimentSpec) -> str:
@@ -75,13 +74,16 @@ class Lottery:
         else:
             find0 = find
         mask = self._full_mask()
+        # Level k's IMP job needs only level k-1's IMP job, so it trains in one batch with level k-1's
+        # ticket and controls (a model's batched trajectory does not depend on its batch mates).
+        pending: list[tuple[Path, Branch, int, float | None]] = []
         for level in range(lot.levels + 1):
             ldir = layout.level_dir(tdir, level)
             if level > 0:
                 mask = self._mask_for(ldir, layout.level_dir(tdir, level - 1) / "main", mask, exp.pruning)
             theta0 = load_torch(level0 / layout.INIT) if level > 0 else None
             main = self._imp_branch(trial, level, find0 if level == 0 else find, mask, tdir, theta0)
-            self._run(ldir / "main", main, trial, level)
+            self._run_many([(ldir, main, level, None), *pending], trial)
             theta0 = theta0 if theta0 is not None else load_torch(level0 / layout.INIT)
             branches = []
             if level > 0 and self.needs_ticket_branch:
@@ -89,7 +91,8 @@ class Lottery:
                 branches.append(Branch("ticket", exp.train_spec(trial, exp.evaluation), mask, state, start))
             if level > 0 and (not lot.control_levels or level in lot.control_levels):
                 branches += controls(exp, self._context(trial, level, mask, theta0, exp.pruning, level))
-            self._run_many(ldir, branches, trial, level)
+            pending = [(ldir, branch, level, None) for branch in branches]
+        self._run_many(pending, trial)
         self._run_oneshot(trial, tdir, level0)
 
     def _imp_branch(self, trial, level, spec, mask, tdir, theta0) -> Branch:
@@ -120,7 +123,7 @@ class Lottery:
             start, state = self._ticket_start(level0, theta0)
             ticket = Branch("main", self.exp.train_spec(trial, self.exp.evaluation), mask, state, start)
             branches = [ticket, *controls(self.exp, self._context(trial, 0, mask, theta0, pspec, 1))]
-            self._run_many(odir, branches, trial, level=0, oneshot=p)
+            self._run_many([(odir, branch, 0, p) for branch in branches], trial)
 
     # ------------------------------------------------------------------ helpers
     def _full_mask(self) -> Mask:
@@ -159,30 +162,19 @@ class Lottery:
                  f"early stop {summary['early_stop_iteration']}, test acc {summary['test_accuracy_at_early_stop']:.4f} "
                  f"({seconds:.0f} s)")
 
-    def _run(self, job: Path, branch: Branch, trial: int, level: int, oneshot: float | None = None) -> dict:
-        """One job with the single-model loop (the IMP chain: each level depends on the previous one)."""
-        finished = (job / layout.SUMMARY).exists()
-        started = time.monotonic()
-        summary = run_job(job, branch.spec, self.splits, mask=branch.mask, init_state=branch.init,
-                          context=self._context_of(branch, trial, level, oneshot), store=self.store,
-                          progress=self.progress, checkpoint_seconds=self.checkpoint_seconds,
-                          start_step=branch.start_step, report_steps=self._fixed_steps())
-        if not finished:
-            self._report(summary, trial, level, oneshot, time.monotonic() - started)
-        return summary
-
-    def _run_many(self, folder: Path, branches: list[Branch], trial: int, level: int, oneshot: float | None = None) -> None:
-        """Independent branches of one level, trained together by the batched engine."""
-        size = self.batch_models or max(len(branches), 1)
-        for i in range(0, len(branches), size):
-            group = branches[i:i + size]
-            finished = [(folder / b.name / layout.SUMMARY).exists() for b in group]
+    def _run_many(self, items: list[tuple[Path, Branch, int, float | None]], trial: int) -> None:
+        """Independent jobs, each (folder, branch, level, one-shot fraction), trained together by the
+        batched engine, at most ``batch_models`` at a time."""
+        size = self.batch_models or max(len(items), 1)
+        for i in range(0, len(items), size):
+            group = items[i:i + size]
+            finished = [(folder / b.name / layout.SUMMARY).exists() for folder, b, _, _ in group]
             started = time.monotonic()
             entries = [JobEntry(folder / b.name, b.spec, b.mask, b.init, self._context_of(b, trial, level, oneshot),
-                                b.start_step, self._fixed_steps()) for b in group]
+                                b.start_step, self._fixed_steps()) for folder, b, level, oneshot in group]
             summaries = run_jobs_batched(entries, self.splits, store=self.store, progress=self.progress,
                                          checkpoint_seconds=self.checkpoint_seconds)
-            for summary, done in zip(summaries, finished):
+            for summary, done, (_, _, level, oneshot) in zip(summaries, finished, group):
                 if not done:
                     self._report(summary, trial, level, oneshot, time.monotonic() - started)
 

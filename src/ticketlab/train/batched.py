@@ -315,9 +315,9 @@ def run_jobs_batched(entries: Sequence[JobEntry | tuple], splits: Splits, *, sto
                 e, (model, mask, context) = entries[i], prepared[i]
                 summaries[i] = finish_job(Path(e.job), e.spec, splits, model, mask, result, context=context,
                                           started=started, report_steps=list(e.report_steps))
-    if store is not None:
-        for i in todo:
-            index.record(store, summaries[i])
+    if store is not None:  # finished ones too: a kill may have come between their summary and their row
+        for summary in summaries:
+            index.record(store, summary)
     return summaries
 
 

@@ -51,11 +51,11 @@ def run_job(job: Path, spec: TrainSpec, splits: Splits, *, mask: Mask | None = N
     job = Path(job)
     summary_path = job / layout.SUMMARY
     if summary_path.exists():
-        return load_json(summary_path)
+        return _indexed(store, load_json(summary_path))
     context = dict(context or {})
     with locked(job / layout.LOCK):
         if summary_path.exists():  # another process finished it while we waited
-            return load_json(summary_path)
+            return _indexed(store, load_json(summary_path))
         started = time.time()
         model, mask = prepare_job(job, spec, splits, mask=mask, init_state=init_state, context=context)
         label = " ".join(f"{k}={context[k]}" for k in ("branch", "trial", "level") if k in context) or job.name
@@ -64,6 +64,12 @@ def run_job(job: Path, spec: TrainSpec, splits: Splits, *, mask: Mask | None = N
                        checkpoint_seconds=checkpoint_seconds, start_step=start_step)
         summary = finish_job(job, spec, splits, model, mask, result, context=context, started=started,
                              report_steps=report_steps)
+    return _indexed(store, summary)
+
+
+def _indexed(store: Path | None, summary: dict) -> dict:
+    """Record a finished job in the store's index, also when found finished: a kill between writing
+    summary.json and recording it must not lose the row (recording is idempotent)."""
     if store is not None:
         index.record(store, summary)
     return summary
