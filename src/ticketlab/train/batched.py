@@ -12,8 +12,7 @@ amplifies that a little. The store and the plots cannot tell the engines apart.
 Speed: ``ticketlab bench`` measures this engine at several K next to the single loop and a stock loop.
 
 Which engine trains a batch (``engine="auto"``):
-    a single model              the single loop
-    Lenet (MLP)                 stacked ``baddbmm`` (StackedMLP)
+    Lenet (MLP)                 stacked ``baddbmm`` (StackedMLP); a batch of one gets a phantom twin (below)
     anything else               the single loop, model after model: on CPU, vmapping Conv-2 is 1.6x
                                 slower; BatchNorm buffers and dropout cannot follow the single loop under
                                 vmap at all. ``engine="vmap"`` forces StackedVmap for bufferless
@@ -28,6 +27,10 @@ after model.
 """
 
 from __future__ import annotations
+
+import copy
+import shutil
+import tempfile
 
 import time
 from collections import defaultdict
@@ -74,8 +77,7 @@ def choose_engine(models: list[Model], specs: list[TrainingSpec], device: torch.
         raise TicketlabError(f"unknown engine {engine!r}; choose one of {ENGINES}")
     sequential = specs[0].precision == "fp16" and device.type == "cuda"   # loss scaling is per model
     if engine == "auto":
-        # a batch of one is the single loop itself: faster than a stack of one, and bit-equal to it
-        return "sequential" if sequential or len(models) == 1 or not isinstance(models[0], Lenet) else "mlp"
+        return "sequential" if sequential or not isinstance(models[0], Lenet) else "mlp"
     if engine == "mlp" and not isinstance(models[0], Lenet):
         raise TicketlabError(f"engine 'mlp' trains Lenet only, not {type(models[0]).__name__}")
     why = vmap_supported(models[0]) if engine == "vmap" else None
@@ -124,6 +126,20 @@ def train_batched(models: list[Model], masks: list[Mask | None], splits: Splits,
         return [train(m, mask, splits, spec, job=job, augment=augment, progress=progress,
                       checkpoint_seconds=checkpoint_seconds, start_step=start_step)
                 for m, mask, spec, job in zip(models, masks, specs, jobs)]
+    if len(models) == 1:
+        # baddbmm over a stack of one takes another kernel, with other rounding, than over two or more
+        # (where each model's bits do not depend on its batch mates). A phantom twin, trained and
+        # discarded, keeps a job's result independent of how many jobs share its batch, so a resumed,
+        # smaller batch reproduces the uninterrupted run exactly.
+        # The twin works in a scratch folder, resuming from a copy of the job's own resume point.
+        with tempfile.TemporaryDirectory(prefix="ticketlab-twin-") as scratch:
+            twin_job = None
+            if jobs[0] is not None:
+                twin_job = Path(scratch)
+                if (Path(jobs[0]) / layout.RESUME).exists():
+                    shutil.copyfile(Path(jobs[0]) / layout.RESUME, twin_job / layout.RESUME)
+            return _train_stacked(models + [copy.deepcopy(models[0])], masks * 2, splits, specs * 2, jobs + [twin_job],
+                                  kind, augment, progress, checkpoint_seconds, start_step)[:1]
     # models with equal hyperparameters side by side: one optimizer group (one fused call) per run
     order = sorted(range(len(models)), key=lambda k: (specs[k].lr, specs[k].weight_decay, specs[k].decoupled_weight_decay))
     results = _train_stacked([models[k] for k in order], [masks[k] for k in order], splits, [specs[k] for k in order],
