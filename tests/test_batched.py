@@ -220,3 +220,21 @@ def test_a_models_trajectory_does_not_depend_on_its_batch_mates():
     for mates in ([0], [0, 2]):  # a batch of one included: it trains with a phantom twin
         alone = first_model_after(mates)
         assert all(torch.equal(alone[n], in_four[n]) for n in alone), mates
+
+
+def test_resuming_part_of_a_batch_is_bit_identical(tmp_path, crash_at):
+    # A kill can land after some jobs of a batch finished: the rest resume in a smaller batch, in the
+    # slots they had (twins fill the others), and end exactly where the uninterrupted batch ended.
+    spec = quick_spec()
+    splits = api.load_splits(spec.data)
+    run_jobs_batched(_entries(tmp_path / "a", spec, splits), splits)
+    with crash_at(70), pytest.raises(RuntimeError):
+        run_jobs_batched(_entries(tmp_path / "b", spec, splits), splits, checkpoint_seconds=0)
+    for survivors in ([1, 2], [2]):
+        folder = tmp_path / f"b{len(survivors)}"
+        import shutil
+        shutil.copytree(tmp_path / "b", folder)
+        run_jobs_batched([_entries(folder, spec, splits)[i] for i in survivors], splits)
+        for i in survivors:
+            a, b = load_torch(tmp_path / "a" / f"job{i}" / layout.FINAL), load_torch(folder / f"job{i}" / layout.FINAL)
+            assert all(torch.equal(a[n], b[n]) for n in a), (survivors, i)

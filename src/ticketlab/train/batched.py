@@ -3,8 +3,8 @@
 For every k, model k has the single loop's semantics (loop.py): its own init, mask, seeded data order
 (``BatchSampler(n, batch_size, spec.data_seed)``), lr schedule and weight decay, the same evaluation
 points, early-stop bookkeeping, checkpoints, metrics records and resume files in its own job directory.
-Only the arithmetic is shared: stacked parameters, one fused optimizer step per group of equal
-hyperparameters, and evaluation of all K models per chunk (stacked.py). The results equal the single
+Only the arithmetic is shared: stacked parameters, a fused optimizer step per model slice of the
+stack, and evaluation of all K models per chunk (stacked.py). The results equal the single
 loop's within float rounding (tests/test_batched.py: weights within 1e-5 after 60 steps, the same early
 stops): the batched GEMMs and the per-model loss mean round differently in the last bit, and training
 amplifies that a little. The store and the plots cannot tell the engines apart.
@@ -126,28 +126,53 @@ def train_batched(models: list[Model], masks: list[Mask | None], splits: Splits,
         return [train(m, mask, splits, spec, job=job, augment=augment, progress=progress,
                       checkpoint_seconds=checkpoint_seconds, start_step=start_step)
                 for m, mask, spec, job in zip(models, masks, specs, jobs)]
-    if len(models) == 1:
-        # baddbmm over a stack of one takes another kernel, with other rounding, than over two or more
-        # (where each model's bits do not depend on its batch mates). A phantom twin, trained and
-        # discarded, keeps a job's result independent of how many jobs share its batch, so a resumed,
-        # smaller batch reproduces the uninterrupted run exactly.
-        # The twin works in a scratch folder, resuming from a copy of the job's own resume point.
-        with tempfile.TemporaryDirectory(prefix="ticketlab-twin-") as scratch:
-            twin_job = None
-            if jobs[0] is not None:
-                twin_job = Path(scratch)
-                if (Path(jobs[0]) / layout.RESUME).exists():
-                    shutil.copyfile(Path(jobs[0]) / layout.RESUME, twin_job / layout.RESUME)
-            return _train_stacked(models + [copy.deepcopy(models[0])], masks * 2, splits, specs * 2, jobs + [twin_job],
-                                  kind, augment, progress, checkpoint_seconds, start_step)[:1]
-    # models with equal hyperparameters side by side: one optimizer group (one fused call) per run
-    order = sorted(range(len(models)), key=lambda k: (specs[k].lr, specs[k].weight_decay, specs[k].decoupled_weight_decay))
-    results = _train_stacked([models[k] for k in order], [masks[k] for k in order], splits, [specs[k] for k in order],
-                             [jobs[k] for k in order], kind, augment, progress, checkpoint_seconds, start_step)
-    return [results[order.index(k)] for k in range(len(models))]
+    # A model's bits depend on its slot in the stack (and, for a stack of one, on the kernel baddbmm
+    # picks), never on its batch mates. So every job keeps its slot across a resume (recorded in
+    # resume.pt), slots whose jobs already finished are filled by discarded twins, and a batch of one
+    # gets a twin: a resumed, smaller batch reproduces the uninterrupted run bit for bit.
+    order = list(range(len(models)))
+    slot_of = {k: i for i, k in enumerate(order)}
+    recorded = _recorded_slots(jobs)
+    if recorded is not None and len(set(recorded.values())) == len(recorded):
+        slot_of = recorded
+    size = max(2, max(slot_of.values()) + 1)
+    with tempfile.TemporaryDirectory(prefix="ticketlab-twin-") as scratch:
+        placed: list = [None] * size
+        for k, slot in slot_of.items():
+            placed[slot] = (models[k], masks[k], specs[k], jobs[k])
+        for slot in range(size):
+            if placed[slot] is None:
+                placed[slot] = _twin(models[order[0]], masks[order[0]], specs[order[0]], jobs[order[0]], Path(scratch) / str(slot))
+        results = _train_stacked(*map(list, zip(*placed)), splits, kind, augment, progress, checkpoint_seconds, start_step)
+    return [results[slot_of[k]] for k in range(len(models))]
 
 
-def _train_stacked(models, masks, splits, specs, jobs, kind, augment, progress, checkpoint_seconds, start_step):
+def _recorded_slots(jobs) -> dict[int, int] | None:
+    """Each job's slot from its resume.pt, when every job of the batch has one that records it."""
+    slots = {}
+    for k, job in enumerate(jobs):
+        path = Path(job) / layout.RESUME if job is not None else None
+        if path is None or not path.exists():
+            return None
+        slot = load_torch(path).get("slot")
+        if slot is None:
+            return None
+        slots[k] = slot
+    return slots
+
+
+def _twin(model, mask, spec, job, scratch: Path):
+    """A discarded copy that fills a slot; it resumes from a copy of ``job``'s resume point if any."""
+    twin_job = None
+    if job is not None:
+        scratch.mkdir(parents=True)
+        twin_job = scratch
+        if (Path(job) / layout.RESUME).exists():
+            shutil.copyfile(Path(job) / layout.RESUME, twin_job / layout.RESUME)
+    return copy.deepcopy(model), mask, spec, twin_job
+
+
+def _train_stacked(models, masks, specs, jobs, splits, kind, augment, progress, checkpoint_seconds, start_step):
     device, spec, count = splits.train_x.device, specs[0], len(models)
     samplers = [BatchSampler(len(splits.train_x), s.batch_size, s.data_seed, device=device) for s in specs]
     ipe = samplers[0].iterations_per_epoch
@@ -191,7 +216,7 @@ def _train_stacked(models, masks, splits, specs, jobs, kind, augment, progress, 
 
     def save_resume(step: int, k: int) -> None:
         if resumes[k] is not None:
-            save_torch(resumes[k], {"step": step, "model": stacked.state(k), "optimizer": optimizer.state(k),
+            save_torch(resumes[k], {"step": step, "slot": k, "model": stacked.state(k), "optimizer": optimizer.state(k),
                                     "tracker": trackers[k].state(), "best_state": best[k], "rng": torch.get_rng_state()})
 
     def save_step(step: int, k: int, state=None) -> None:

@@ -140,20 +140,16 @@ def batch_losses(logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean")
 class StackedOptimizer:
     """One torch optimizer over a stack, stepping each model with its own lr and weight decay.
 
-    Models with equal (lr, weight_decay, decoupled_weight_decay) must be adjacent; each run of them is one
-    param group whose params are views ``[a:b]`` of the stacked tensors, built by ``build_optimizer``
-    from that run's spec. The step is therefore the single loop's own fused kernel (same bias
+    Each model is one param group whose params are views ``[k:k+1]`` of the stacked tensors, built by
+    ``build_optimizer`` from its spec. The step is therefore the single loop's own fused kernel (same bias
     corrections, same coupled/decoupled decay, and none of the default CPU Adam's slow sqrt of the exact
-    zeros that pruned weights leave in the second moment), called once per group rather than per model."""
+    zeros that pruned weights leave in the second moment). Models are never merged into one group even
+    when their hyperparameters agree: the kernel's vector chunking would then depend on the batch mates,
+    and with it the last bits of every update."""
 
     def __init__(self, stacked: Stacked, specs: list[TrainingSpec], device: torch.device):
         self.stacked, self.specs = stacked, specs
-        self.ranges: list[tuple[int, int]] = []
-        for k, spec in enumerate(specs):
-            if self.ranges and _group_key(specs[self.ranges[-1][0]]) == _group_key(spec):
-                self.ranges[-1] = (self.ranges[-1][0], k + 1)
-            else:
-                self.ranges.append((k, k + 1))
+        self.ranges: list[tuple[int, int]] = [(k, k + 1) for k in range(len(specs))]
         self.views = [[p.detach()[a:b] for p in stacked.params.values()] for a, b in self.ranges]
         parts = [build_optimizer(specs[a], views, device) for (a, _), views in zip(self.ranges, self.views)]
         self.optimizer = parts[0]
@@ -195,10 +191,6 @@ class StackedOptimizer:
                     key: (torch.stack([self.stacked.to_stack(name, s[key]) for s in per_model]).to(view.device)
                           if torch.is_tensor(v) and v.dim() > 0 else _copy(v, view.device))
                     for key, v in per_model[0].items()}
-
-
-def _group_key(spec: TrainingSpec) -> tuple:
-    return spec.lr, spec.weight_decay, spec.decoupled_weight_decay
 
 
 def _copy(v, device=None):
