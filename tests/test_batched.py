@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from ticketlab import TicketlabError, api
-from ticketlab.pruning import Mask
 from ticketlab.steps import Step
 from ticketlab.store import layout
 from ticketlab.store.artifacts import load_json, load_torch
@@ -18,18 +17,7 @@ from ticketlab.train.job import build_model, run_job
 from ticketlab.train.loop import train
 from ticketlab.train.metrics import read_metrics
 
-QUICK = {"data.dataset": "synthetic", "data.val_size": 200, "model.hidden": "32,16",
-         "training.steps": "60it", "training.eval_every": "20it", "training.batch_size": 30}
-
-
-def quick_spec(**extra):
-    return api.make_spec("lenet", overrides={**QUICK, **extra})
-
-
-def random_mask(model, density, seed):
-    g = torch.Generator().manual_seed(seed)
-    return Mask.from_tensors({n: torch.rand(p.shape, generator=g) < density for n, p in model.prunable_weights().items()})
-
+from helpers import OPTIMIZERS, quick_spec, random_mask
 
 def model_for(spec, splits, seed):
     return build_model(replace(spec, model=replace(spec.model, init_seed=seed)), splits)
@@ -52,16 +40,13 @@ def assert_same_metrics(single_job, batched_job, val_size):
             assert abs(x - y) <= tolerance, (name, x, y)
 
 
-@pytest.mark.parametrize("training", [
-    {"training.optimizer": "adam", "training.weight_decay": "0.01"},
-    {"training.optimizer": "adam", "training.weight_decay": "0.01", "training.decoupled_weight_decay": "true"},
-    {"training.optimizer": "sgd", "training.lr": "0.05", "training.momentum": "0.9", "training.nesterov": "true",
-     "training.weight_decay": "0.01"},
-    {"training.optimizer": "sgd", "training.lr": "0.05", "training.momentum": "0.9", "training.weight_decay": "0.01",
-     "training.decoupled_weight_decay": "true"},
-    {"training.optimizer": "adam", "training.lr": "0.01", "training.patience": "2", "training.eval_every": "5it",
-     "training.steps": "200it"},
-], ids=["adam+wd", "adamw", "nesterov+wd", "sgdw", "adam+patience"])
+_BATCHED = ("adam+wd", "adamw", "nesterov+wd", "sgdw")
+
+
+@pytest.mark.parametrize("training", [*(OPTIMIZERS[k] for k in _BATCHED),
+                                      {"training.optimizer": "adam", "training.lr": "0.01", "training.patience": "2",
+                                       "training.eval_every": "5it", "training.steps": "200it"}],
+                         ids=[*_BATCHED, "adam+patience"])
 def test_each_model_follows_the_single_loop(training, tmp_path):
     spec = quick_spec(**training)
     splits = api.load_splits(spec.data)

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from ticketlab import TicketlabError, api
-from ticketlab.pruning import Mask
 from ticketlab.spec import TrainingSpec, apply_overrides
 from ticketlab.steps import Step
 from ticketlab.store import layout
@@ -17,31 +16,10 @@ from ticketlab.train.loop import train
 from ticketlab.train.metrics import read_metrics
 from ticketlab.train.optim import Schedule
 
-QUICK = {"data.dataset": "synthetic", "data.val_size": 200, "model.hidden": "32,16",
-         "training.steps": "60it", "training.eval_every": "20it", "training.batch_size": 30}
+from helpers import OPTIMIZERS, quick_spec, random_mask
 
-
-def quick_spec(**extra):
-    return api.make_spec("lenet", overrides={**QUICK, **extra})
-
-
-def random_mask(model, density=0.5, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return Mask.from_tensors({n: torch.rand(p.shape, generator=g) < density for n, p in model.prunable_weights().items()})
-
-
-@pytest.mark.parametrize("training", [
-    {"training.optimizer": "sgd", "training.lr": "0.1"},
-    {"training.optimizer": "sgd", "training.lr": "0.05", "training.momentum": "0.9"},
-    {"training.optimizer": "sgd", "training.lr": "0.05", "training.momentum": "0.9", "training.nesterov": "true",
-     "training.weight_decay": "0.01"},
-    {"training.optimizer": "sgd", "training.lr": "0.05", "training.momentum": "0.9", "training.weight_decay": "0.01",
-     "training.decoupled_weight_decay": "true"},
-    {"training.optimizer": "adam"},
-    {"training.optimizer": "adam", "training.weight_decay": "0.01"},
-    {"training.optimizer": "adam", "training.weight_decay": "0.01", "training.decoupled_weight_decay": "true"},
-    {"training.optimizer": "adam", "training.precision": "bf16"},
-], ids=["sgd", "momentum", "nesterov+wd", "sgdw", "adam", "adam+wd", "adamw", "adam-bf16"])
+@pytest.mark.parametrize("training", [*OPTIMIZERS.values(), {"training.optimizer": "adam", "training.precision": "bf16"}],
+                         ids=[*OPTIMIZERS, "adam-bf16"])
 def test_pruned_weights_stay_exactly_zero(training):
     spec = quick_spec(**training)
     splits = api.load_splits(spec.data)
