@@ -83,8 +83,9 @@ def _batched_seconds(spec, splits, masks: list[Mask], steps: int) -> float:
 
 def _level3_mask(model, generator: torch.Generator) -> Mask:
     """A random mask at IMP level 3's per-layer densities: 0.8^3 hidden, 0.9^3 output."""
-    return Mask.from_tensors({name: torch.rand(p.shape, generator=generator) < (0.9 ** 3 if info.kind == "output" else 0.8 ** 3)
-                              for (name, p), info in zip(model.prunable_weights().items(), model.weight_info().values())})
+    infos = model.weight_info()
+    return Mask.from_tensors({name: torch.rand(p.shape, generator=generator) < (0.9 ** 3 if infos[name].kind == "output" else 0.8 ** 3)
+                              for name, p in model.prunable_weights().items()})
 
 
 def _rate(seconds_of, short: int, long: int, repeats: int) -> float:
