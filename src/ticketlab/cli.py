@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from ticketlab import TicketlabError
+from ticketlab import TicketlabError, mask_cli
 from ticketlab.analysis.tables import format_summary, format_table
 
 DEFAULT_STORE = "ticketlab-store"
@@ -91,6 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--store", default=DEFAULT_STORE)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--workers", type=int, default=2)
+
+    mask_cli.add_parser(sub, DEFAULT_STORE)
     return parser
 
 
@@ -254,7 +256,7 @@ def cmd_demo(args) -> None:
 
 COMMANDS = {"models": cmd_models, "schedule": cmd_schedule, "train": cmd_train, "lottery": cmd_lottery,
             "presets": cmd_presets, "results": cmd_results,
-            "plot": cmd_plot, "bench": cmd_bench, "demo": cmd_demo}
+            "plot": cmd_plot, "bench": cmd_bench, "demo": cmd_demo, "masks": mask_cli.cmd_masks}
 
 if __name__ == "__main__":
     sys.exit(main())
