@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Iterator, NamedTuple
 
 from ticketlab import models
 from ticketlab.data import Splits
@@ -31,7 +32,17 @@ from ticketlab.spec import LotteryExperimentSpec, PruningSpec, spec_hash, to_dic
 from ticketlab.steps import Step
 from ticketlab.store import layout
 from ticketlab.store.artifacts import load_torch, save_json
-from ticketlab.train.batched import JobEntry, run_jobs_batched
+from ticketlab.train.batched import JobEntry, models_that_fit, run_jobs_batched
+
+
+class Item(NamedTuple):
+    """One job of a lottery experiment: a branch trained in ``folder / branch.name``."""
+
+    folder: Path
+    branch: Branch
+    trial: int
+    level: int
+    oneshot: float | None = None
 
 
 def experiment_name(exp: LotteryExperimentSpec) -> str:
@@ -47,7 +58,7 @@ class Lottery:
         self.name = experiment_name(exp)
         self.root = layout.experiment_dir(self.store, "lottery", self.name)
         self.progress, self.checkpoint_seconds, self.log = progress, checkpoint_seconds, log
-        self.batch_models = batch_models  # branches trained together by the batched engine (0: a whole level)
+        self.batch_models = batch_models  # jobs trained together by the batched engine (0: as many as fit in memory)
         model = models.build(exp.model, splits.info.input_shape, splits.info.num_classes)
         self.infos = model.weight_info()
         self.init_std = layer_init_std(model, exp.model)
@@ -56,14 +67,26 @@ class Lottery:
 
     # ------------------------------------------------------------------ running
     def run(self, trials: list[int] | None = None) -> Path:
+        """Run (or resume) the given trials. They advance level by level together, so the jobs of all
+        of them that are ready at once (level k's IMP jobs, level k-1's tickets and controls) train in
+        one batch of the batched engine."""
         if not (self.root / layout.SPEC).exists():
             save_json(self.root / layout.SPEC, {"kind": "lottery", "name": self.name, "spec": to_dict(self.exp),
                                                 "data": self.splits.info.label})
-        for trial in trials if trials is not None else range(self.exp.lottery.trials):
-            self.run_trial(trial)
+        plans = [self._trial_plan(t) for t in (trials if trials is not None else range(self.exp.lottery.trials))]
+        while plans:
+            ready: list[Item] = []
+            for plan in list(plans):
+                try:
+                    ready += next(plan)
+                except StopIteration:
+                    plans.remove(plan)
+            self._run_many(ready)
         return self.root
 
-    def run_trial(self, trial: int) -> None:
+    def _trial_plan(self, trial: int) -> Iterator[list[Item]]:
+        """One trial as a sequence of job lists: each list is yielded when its inputs exist, and the
+        plan resumes once the caller has trained it."""
         exp, lot = self.exp, self.exp.lottery
         tdir = layout.trial_dir(self.root, trial)
         find = exp.train_spec(trial)
@@ -76,14 +99,14 @@ class Lottery:
         mask = self._full_mask()
         # Level k's IMP job needs only level k-1's IMP job, so it trains in one batch with level k-1's
         # ticket and controls (a model's batched trajectory does not depend on its batch mates).
-        pending: list[tuple[Path, Branch, int, float | None]] = []
+        pending: list[Item] = []
         for level in range(lot.levels + 1):
             ldir = layout.level_dir(tdir, level)
             if level > 0:
                 mask = self._mask_for(ldir, layout.level_dir(tdir, level - 1) / "main", mask, exp.pruning)
             theta0 = load_torch(level0 / layout.INIT) if level > 0 else None
             main = self._imp_branch(trial, level, find0 if level == 0 else find, mask, tdir, theta0)
-            self._run_many([(ldir, main, level, None), *pending], trial)
+            yield [Item(ldir, main, trial, level), *pending]
             theta0 = theta0 if theta0 is not None else load_torch(level0 / layout.INIT)
             branches = []
             if level > 0 and self.needs_ticket_branch:
@@ -91,9 +114,8 @@ class Lottery:
                 branches.append(Branch("ticket", exp.train_spec(trial, exp.evaluation), mask, state, start))
             if level > 0 and (not lot.control_levels or level in lot.control_levels):
                 branches += controls(exp, self._context(trial, level, mask, theta0, exp.pruning, level))
-            pending = [(ldir, branch, level, None) for branch in branches]
-        self._run_many(pending, trial)
-        self._run_oneshot(trial, tdir, level0)
+            pending = [Item(ldir, branch, trial, level) for branch in branches]
+        yield pending + self._oneshot_items(trial, tdir, level0)
 
     def _imp_branch(self, trial, level, spec, mask, tdir, theta0) -> Branch:
         mode = self.exp.lottery.mode
@@ -113,8 +135,11 @@ class Lottery:
             return self.rewind_step, load_torch(level0 / layout.step_checkpoint(self.rewind_step))
         return 0, theta0
 
-    def _run_oneshot(self, trial: int, tdir: Path, level0: Path) -> None:
+    def _oneshot_items(self, trial: int, tdir: Path, level0: Path) -> list[Item]:
         """One-shot pruning of the dense run at each fraction p (output layer at p/2), then as a ticket."""
+        items: list[Item] = []
+        if not self.exp.lottery.oneshot:
+            return items
         theta0 = load_torch(level0 / layout.INIT)
         for p in self.exp.lottery.oneshot:
             pspec = replace(self.exp.pruning, conv_rate=p, fc_rate=p, output_rate=-1.0, global_rate=p)
@@ -123,7 +148,8 @@ class Lottery:
             start, state = self._ticket_start(level0, theta0)
             ticket = Branch("main", self.exp.train_spec(trial, self.exp.evaluation), mask, state, start)
             branches = [ticket, *controls(self.exp, self._context(trial, 0, mask, theta0, pspec, 1))]
-            self._run_many([(odir, branch, 0, p) for branch in branches], trial)
+            items += [Item(odir, branch, trial, 0, p) for branch in branches]
+        return items
 
     # ------------------------------------------------------------------ helpers
     def _full_mask(self) -> Mask:
@@ -148,7 +174,8 @@ class Lottery:
                             init_std=self.init_std, input_shape=info.input_shape, num_classes=info.num_classes,
                             pruning=pspec, rounds=rounds)
 
-    def _context_of(self, branch: Branch, trial: int, level: int, oneshot: float | None) -> dict:
+    def _context_of(self, item: Item) -> dict:
+        branch, trial, level, oneshot = item.branch, item.trial, item.level, item.oneshot
         context = {"experiment": f"lottery-{self.name}", "kind": "lottery" if oneshot is None else "oneshot",
                    "branch": branch.name, "trial": trial, "level": level,
                    "run_id": f"{self.name}-t{trial}-" + (f"l{level}" if oneshot is None else f"p{oneshot:g}") + f"-{branch.name}"}
@@ -156,27 +183,30 @@ class Lottery:
             context["oneshot_fraction"] = oneshot
         return context
 
-    def _report(self, summary: dict, trial: int, level: int, oneshot: float | None, seconds: float) -> None:
+    def _report(self, summary: dict, item: Item, seconds: float) -> None:
+        trial, level, oneshot = item.trial, item.level, item.oneshot
         where = f"level {level}" if oneshot is None else f"one-shot {oneshot:g}"
         self.log(f"[lottery {self.name}] trial {trial} {where} {summary['branch']}: Pm {summary['pm']:.2f}%, "
                  f"early stop {summary['early_stop_iteration']}, test acc {summary['test_accuracy_at_early_stop']:.4f} "
                  f"({seconds:.0f} s)")
 
-    def _run_many(self, items: list[tuple[Path, Branch, int, float | None]], trial: int) -> None:
-        """Independent jobs, each (folder, branch, level, one-shot fraction), trained together by the
-        batched engine, at most ``batch_models`` at a time."""
-        size = self.batch_models or max(len(items), 1)
+    def _run_many(self, items: list[Item]) -> None:
+        """Independent jobs trained together by the batched engine, at most ``batch_models`` at a time
+        (0: as many as ``models_that_fit`` the free memory)."""
+        if not items:
+            return
+        size = self.batch_models or models_that_fit(self.exp.model, self.splits)
         for i in range(0, len(items), size):
             group = items[i:i + size]
-            finished = [(folder / b.name / layout.SUMMARY).exists() for folder, b, _, _ in group]
+            finished = [(it.folder / it.branch.name / layout.SUMMARY).exists() for it in group]
             started = time.monotonic()
-            entries = [JobEntry(folder / b.name, b.spec, b.mask, b.init, self._context_of(b, trial, level, oneshot),
-                                b.start_step, self._fixed_steps()) for folder, b, level, oneshot in group]
+            entries = [JobEntry(it.folder / it.branch.name, it.branch.spec, it.branch.mask, it.branch.init,
+                                self._context_of(it), it.branch.start_step, self._fixed_steps()) for it in group]
             summaries = run_jobs_batched(entries, self.splits, store=self.store, progress=self.progress,
                                          checkpoint_seconds=self.checkpoint_seconds)
-            for summary, done, (_, _, level, oneshot) in zip(summaries, finished, group):
+            for summary, done, it in zip(summaries, finished, group):
                 if not done:
-                    self._report(summary, trial, level, oneshot, time.monotonic() - started)
+                    self._report(summary, it, time.monotonic() - started)
 
     def _fixed_steps(self) -> list[int]:
         ipe = len(self.splits.train_x) // self.exp.training.batch_size

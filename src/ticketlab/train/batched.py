@@ -41,16 +41,16 @@ from typing import NamedTuple, Sequence
 
 import torch
 
-from ticketlab import TicketlabError
+from ticketlab import TicketlabError, models
 from ticketlab.data import BatchSampler, Splits, augment_batch
 from ticketlab.models import Model
 from ticketlab.models.lenet import Lenet
 from ticketlab.pruning import Mask
-from ticketlab.spec import TrainingSpec, TrainSpec
+from ticketlab.spec import ModelSpec, TrainingSpec, TrainSpec
 from ticketlab.store import index, layout
 from ticketlab.store.artifacts import load_json, load_torch, locked, save_torch
 from ticketlab.train.job import finish_job, prepare_job
-from ticketlab.train.loop import TrainResult, _autocast, eval_chunk, train
+from ticketlab.train.loop import TrainResult, _autocast, activation_elements, eval_chunk, train
 from ticketlab.train.metrics import EarlyStop, MetricLog
 from ticketlab.train.optim import Schedule
 from ticketlab.train.progress import Progress
@@ -300,6 +300,36 @@ def _train_stacked(models, masks, specs, jobs, splits, kind, augment, progress, 
     if progress:
         progress.close()
     return results
+
+
+_MEMORY_SHARE = 0.25   # of the memory available when a batch starts
+_COPIES = 10           # fp32 copies per parameter: weights, grad, 2 Adam moments, mask, best, final, resume, slack
+
+
+def models_that_fit(model_spec: ModelSpec, splits: Splits) -> int:
+    """How many models of ``model_spec`` one batch may hold: a quarter of the memory available now
+    (free GPU memory on CUDA, MemAvailable on Linux), at ``_COPIES`` fp32 copies of the parameters per
+    model plus one training batch's activations. Evaluation memory does not grow with K (the engine
+    divides its evaluation chunk by K). At least 1; unbounded (a large cap) when memory is unknown."""
+    model = models.build(model_spec, splits.info.input_shape, splits.info.num_classes)
+    device = splits.train_x.device
+    params = sum(p.numel() for p in model.parameters())
+    activations = activation_elements(model, splits.train_x[:1])
+    per_model = 4 * (_COPIES * params + 3 * 60 * activations)
+    return max(1, int(_MEMORY_SHARE * _available_bytes(device)) // per_model)
+
+
+def _available_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 1 << 40
 
 
 class JobEntry(NamedTuple):
