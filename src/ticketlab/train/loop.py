@@ -60,25 +60,38 @@ def _autocast(precision: str, device: torch.device):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def memory_format(model: torch.nn.Module, device: torch.device) -> torch.memory_format:
+    """channels_last for convolutional networks on CPU (oneDNN's fast layout: Conv-2 trains 1.5x faster
+    in fp32 on a 2-core x86 VM), the default layout otherwise. Values, not layouts, are saved, so the
+    files do not depend on it."""
+    has_conv = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+    return torch.channels_last if has_conv and device.type == "cpu" else torch.contiguous_format
+
+
 _EVAL_BYTES = 256 * 2 ** 20  # activation memory per evaluation chunk
 
 
 @torch.no_grad()
-def eval_chunk(model: torch.nn.Module, example: torch.Tensor) -> int:
-    """Examples per evaluation chunk: as many as fit ~256 MiB of activations (measured on one example),
-    so Lenet evaluates 10,000 at once while Conv-2 does not allocate gigabytes per layer."""
+def activation_elements(model: torch.nn.Module, example: torch.Tensor) -> int:
+    """Output elements of every leaf module for ``example`` (one eval-mode forward pass)."""
     sizes = []
     hooks = [m.register_forward_hook(lambda _m, _i, out: sizes.append(out.numel()))
              for m in model.modules() if not list(m.children())]
     was_training = model.training
     model.eval()
     try:
-        model(example[:1])
+        model(example)
     finally:
         for h in hooks:
             h.remove()
         model.train(was_training)
-    per_example = 4 * max(sum(sizes), 1)
+    return sum(sizes)
+
+
+def eval_chunk(model: torch.nn.Module, example: torch.Tensor) -> int:
+    """Examples per evaluation chunk: as many as fit ~256 MiB of activations (measured on one example),
+    so Lenet evaluates 10,000 at once while Conv-2 does not allocate gigabytes per layer."""
+    per_example = 4 * max(activation_elements(model, example[:1]), 1)
     return int(min(10000, max(32, _EVAL_BYTES // per_example)))
 
 
@@ -116,6 +129,7 @@ def train(model: torch.nn.Module, mask: Mask | None, splits: Splits, spec: Train
     ``start_step`` > 0 starts mid-schedule (weight rewinding to step k trains steps k..T with the
     learning rate and data order of those steps, and a fresh optimizer)."""
     device = splits.train_x.device
+    model.to(memory_format=memory_format(model, device))
     sampler = BatchSampler(len(splits.train_x), spec.batch_size, spec.data_seed, device=device)
     ipe = sampler.iterations_per_epoch
     total = spec.steps.iterations(ipe)
