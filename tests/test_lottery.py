@@ -216,3 +216,50 @@ def test_a_job_finished_but_not_indexed_is_indexed_on_rerun(tmp_path):
     (tmp_path / layout.INDEX).unlink()
     api.lottery(exp, tmp_path, progress=False, log=lambda *a: None)
     assert api.results(tmp_path) == rows
+
+
+def test_snip_branches_match_the_ticket_counts_from_theta0(tmp_path):
+    exp, root = run(tmp_path, **{"lottery.snip": "layer", "lottery.iterative_snip": "total",
+                                 "lottery.iterative_snip_levels": "2,3"})
+    theta0 = state(job(root, 0) / layout.INIT)
+    for k in (1, 2, 3):
+        ticket = Mask.load(job(root, k) / layout.MASK)
+        snip_mask = Mask.load(job(root, k, "snip") / layout.MASK)
+        assert snip_mask.layer_counts() == ticket.layer_counts()           # matched per layer
+        assert not snip_mask.equals(ticket)
+        init = state(job(root, k, "snip") / layout.INIT)
+        assert all(torch.equal(init[n], theta0[n] * snip_mask[n]) for n in snip_mask)   # the ticket's theta_0
+    assert not job(root, 1, "isnip").exists()                              # only the levels asked for
+    for k in (2, 3):
+        isnip = Mask.load(job(root, k, "isnip") / layout.MASK)
+        assert isnip.count() == Mask.load(job(root, k) / layout.MASK).count()   # matched in total
+    # SNIP masks of one trial share a mini-batch and theta_0, so per-layer matching nests them
+    snips = [Mask.load(job(root, k, "snip") / layout.MASK) for k in (1, 2, 3)]
+    assert snips[2].is_subset_of(snips[1]) and snips[1].is_subset_of(snips[0])
+    rows = api.results(tmp_path, {"branch": "isnip"})
+    assert sorted(r["level"] for r in rows) == [2, 3]
+
+
+def test_lth_flip_trains_imp_on_the_complement_from_theta0(tmp_path):
+    exp, root = run(tmp_path, **{"lottery.flip_levels": "2", "lottery.flip_rounds": 2})
+    ticket = Mask.load(job(root, 2) / layout.MASK)
+    flip = layout.trial_dir(root, 0) / "flip_2"
+    masks = [Mask.load(layout.level_dir(flip, j) / "main" / layout.MASK) for j in range(3)]
+    assert masks[0].equals(~ticket)
+    assert all((m & ticket).count() == 0 for m in masks)                  # disjoint from the ticket
+    assert masks[2].is_subset_of(masks[1]) and masks[1].is_subset_of(masks[0])
+    theta0 = state(job(root, 0) / layout.INIT)
+    init = state(layout.level_dir(flip, 1) / "main" / layout.INIT)
+    assert all(torch.equal(init[n], theta0[n] * masks[1][n]) for n in masks[1])
+    from ticketlab.analysis.lottery_tables import level_table
+    table = level_table(tmp_path, root.name, kind="flip")
+    assert [(r["family"], r["level"]) for r in table] == [("flip_2", 0), ("flip_2", 1), ("flip_2", 2)]
+    assert table[0]["pm"] > table[1]["pm"] > table[2]["pm"]
+
+
+def test_snip_and_flip_levels_are_checked(tmp_path):
+    from ticketlab import TicketlabError
+    with pytest.raises(TicketlabError, match="flip_levels"):
+        api.make_experiment("lenet", overrides={**QUICK, "lottery.flip_levels": "7"})
+    with pytest.raises(TicketlabError, match="lottery.snip"):
+        api.make_experiment("lenet", overrides={**QUICK, "lottery.snip": "global"})

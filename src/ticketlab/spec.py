@@ -143,6 +143,16 @@ class LotterySpec:
     control_levels: tuple[int, ...] = ()    # levels that get controls; empty = every level >= 1
     oneshot: tuple[float, ...] = ()  # one-shot fractions pruned from the dense run (output at half)
     fixed_iterations: tuple[Step, ...] = ()  # also report test accuracy at these iterations
+    # [S4] pruning at initialisation, from the ticket's theta_0 at the ticket's counts (PROTOCOL 1.15-1.16)
+    snip: str = ""                   # SNIP branch per level, counts matched per 'layer' or in 'total' ('' = off)
+    iterative_snip: str = ""         # iterative SNIP along the ticket's per-level counts, matched the same ways
+    snip_levels: tuple[int, ...] = ()           # levels with a SNIP branch; empty = every level >= 1
+    iterative_snip_levels: tuple[int, ...] = ()  # levels with an iterative SNIP branch; empty = every level >= 1
+    snip_batch: int = 0              # examples in a SNIP mini-batch (0 = training.batch_size)
+    snip_fresh_batches: bool = True  # iterative SNIP scores each step on a new mini-batch (False: one batch)
+    # [S4] LTH_flip (PROTOCOL 1.17): IMP on the complement of a level's ticket, from the same theta_0
+    flip_levels: tuple[int, ...] = ()  # flip the ticket masks of these levels ([S4]: 7 and 8)
+    flip_rounds: int = 8             # IMP rounds on the complement after the flip ([S4]: 9 prune iterations in all)
 
     def __post_init__(self):
         _check(self.levels >= 0, "lottery.levels must be >= 0")
@@ -156,6 +166,14 @@ class LotterySpec:
             _check(getattr(self, name) >= 0, f"lottery.{name} must be >= 0")
         _check(all(0.0 < p < 1.0 for p in self.oneshot), "lottery.oneshot fractions must be in (0, 1)")
         _check(all(c > 0 for c in self.noise), "lottery.noise multipliers must be > 0")
+        for name in ("snip", "iterative_snip"):
+            _check(getattr(self, name) in ("", "layer", "total"),
+                   f"lottery.{name} must be '' (off), 'layer' or 'total', got {getattr(self, name)!r}")
+        for name in ("control_levels", "snip_levels", "iterative_snip_levels", "flip_levels"):
+            bad = [k for k in getattr(self, name) if not 1 <= k <= self.levels]
+            _check(not bad, f"lottery.{name} {bad} outside the pruned levels 1..{self.levels} (lottery.levels)")
+        _check(self.snip_batch >= 0, "lottery.snip_batch must be >= 0 (0 = training.batch_size)")
+        _check(self.flip_rounds >= 0, "lottery.flip_rounds must be >= 0")
         if self.mode != "rewind":
             _check(self.rewind.amount == 0, "lottery.rewind applies to lottery.mode=rewind only")
 

@@ -38,6 +38,8 @@ def rows_of(store: str | Path, experiment: str) -> list[dict]:
     has_ticket = {(r["kind"], r["trial"], r["level"]) for r in rows if r["branch"] == "ticket"}
     for r in rows:
         r["family"] = "find" if r["branch"] == "main" and (r["kind"], r["trial"], r["level"]) in has_ticket else family(r["branch"])
+        if r["kind"] == "flip":  # [S4] LTH_flip chains, one family per flipped level
+            r["family"] = f"flip_{r['flip_from']}"
     return rows
 
 
@@ -52,7 +54,7 @@ def aggregate(rows: list[dict], kind: str = "lottery") -> list[dict]:
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
         if r["kind"] == kind:
-            key = (r["family"], r["level"] if kind == "lottery" else r.get("oneshot_fraction"))
+            key = (r["family"], r.get("oneshot_fraction") if kind == "oneshot" else r["level"])
             groups[key].append(r)
     table = []
     for (fam, level), rs in sorted(groups.items(), key=lambda kv: (kv[0][0] != "ticket", kv[0][0], kv[0][1])):

@@ -18,6 +18,7 @@ import torch
 from ticketlab import models
 from ticketlab.data import stable_seed
 from ticketlab.pruning import Mask, prune, random_like
+from ticketlab.pruning.snip import iterative_snip_mask, snip_mask
 from ticketlab.spec import LotteryExperimentSpec, PruningSpec, TrainSpec
 
 
@@ -46,6 +47,9 @@ class LevelContext:
     num_classes: int
     pruning: PruningSpec              # the rule that produced the ticket's mask ...
     rounds: int                       # ... applied this many times (the level; 1 for one-shot)
+    schedule: tuple[Mask, ...]        # the ticket's masks of levels 1..level (one-shot: the mask itself)
+    train_x: torch.Tensor             # the training split, for SNIP's mini-batches
+    train_y: torch.Tensor
 
 
 def _seed(*parts) -> int:
@@ -101,6 +105,53 @@ def prune_at_init(exp: LotteryExperimentSpec, ctx: LevelContext) -> Branch:
     for _ in range(ctx.rounds):
         mask = prune(ctx.pruning, weights, mask, ctx.infos)
     return Branch("prune_at_init", ctx.eval_spec, mask, ctx.theta0)
+
+
+def snip_batch(exp: LotteryExperimentSpec, ctx: LevelContext, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """SNIP mini-batch ``i`` of a trial: ``snip_batch`` training examples drawn without replacement by a
+    seeded permutation. Batch 0 scores every level's SNIP, so one trial's SNIP masks share one batch."""
+    size = exp.lottery.snip_batch or ctx.eval_spec.training.batch_size
+    generator = torch.Generator().manual_seed(_seed("snip_batch", ctx.seed, ctx.trial, i))
+    idx = torch.randperm(len(ctx.train_x), generator=generator)[:size].to(ctx.train_x.device)
+    return ctx.train_x[idx], ctx.train_y[idx]
+
+
+def _saliency_model(ctx: LevelContext):
+    return models.build(ctx.eval_spec.model, ctx.input_shape, ctx.num_classes).to(ctx.train_x.device)
+
+
+def snip(exp: LotteryExperimentSpec, ctx: LevelContext) -> Branch:
+    """[S4] SNIP: keep theta_0's most sensitive connections at the ticket's counts (per layer or in total),
+    then train from the ticket's own theta_0."""
+    full = Mask.ones({n: m.shape for n, m in ctx.mask.items()})
+    x, y = snip_batch(exp, ctx, 0)
+    match = {"counts": ctx.mask.layer_counts()} if exp.lottery.snip == "layer" else {"total": ctx.mask.count()}
+    mask = snip_mask(_saliency_model(ctx), ctx.theta0, full, x, y, **match)
+    return Branch("snip", ctx.eval_spec, mask, ctx.theta0)
+
+
+def iterative_snip(exp: LotteryExperimentSpec, ctx: LevelContext) -> Branch:
+    """[S4] iterative SNIP: before training, prune step by step to the ticket's counts at levels 1..k,
+    rescoring the masked network each step (on a new mini-batch unless snip_fresh_batches=false)."""
+    full = Mask.ones({n: m.shape for n, m in ctx.mask.items()})
+    steps = len(ctx.schedule)
+    batches = [snip_batch(exp, ctx, i if exp.lottery.snip_fresh_batches else 0) for i in range(steps)]
+    if exp.lottery.iterative_snip == "layer":
+        match = {"counts_schedule": [m.layer_counts() for m in ctx.schedule]}
+    else:
+        match = {"totals_schedule": [m.count() for m in ctx.schedule]}
+    mask = iterative_snip_mask(_saliency_model(ctx), ctx.theta0, full, batches, **match)
+    return Branch("isnip", ctx.eval_spec, mask, ctx.theta0)
+
+
+def at_init(exp: LotteryExperimentSpec, ctx: LevelContext) -> list[Branch]:
+    """The pruning-at-initialisation branches ([S4]) this level asks for (one-shot contexts: all)."""
+    lot, branches = exp.lottery, []
+    if lot.snip and (not lot.snip_levels or ctx.level in lot.snip_levels or ctx.level == 0):
+        branches.append(snip(exp, ctx))
+    if lot.iterative_snip and (not lot.iterative_snip_levels or ctx.level in lot.iterative_snip_levels or ctx.level == 0):
+        branches.append(iterative_snip(exp, ctx))
+    return branches
 
 
 def controls(exp: LotteryExperimentSpec, ctx: LevelContext) -> list[Branch]:

@@ -10,6 +10,9 @@
                        'ticket' (mode=continue, or when eval.* differs): mask_k at theta_0 (or the
                          rewind point) trained with the eval hyperparameters
                        controls (branches.py) from the ticket's mask, with the eval hyperparameters
+                       'snip' / 'isnip' ([S4]): SNIP / iterative SNIP masks of theta_0 at the ticket's counts
+    LTH_flip ([S4]):   for each k in lottery.flip_levels, IMP on the complement of level k's mask from
+                       theta_0, in trial_<t>/flip_<k>/level_<j>/main (a chain of its own, run alongside)
     one-shot:          for each fraction p, prune level 0's trained weights once, then as a ticket
 
 Every job is idempotent and resumable (train/job.py); masks are saved atomically before use and
@@ -25,7 +28,7 @@ from typing import Iterator, NamedTuple
 
 from ticketlab import models
 from ticketlab.data import Splits
-from ticketlab.lottery.branches import Branch, LevelContext, controls
+from ticketlab.lottery.branches import Branch, LevelContext, at_init, controls
 from ticketlab.models.init import layer_init_std
 from ticketlab.pruning import Mask, prune
 from ticketlab.spec import LotteryExperimentSpec, PruningSpec, spec_hash, to_dict
@@ -43,6 +46,7 @@ class Item(NamedTuple):
     trial: int
     level: int
     oneshot: float | None = None
+    flip: int | None = None          # LTH_flip chains: the level whose ticket was flipped
 
 
 def experiment_name(exp: LotteryExperimentSpec) -> str:
@@ -74,6 +78,7 @@ class Lottery:
             save_json(self.root / layout.SPEC, {"kind": "lottery", "name": self.name, "spec": to_dict(self.exp),
                                                 "data": self.splits.info.label})
         plans = [self._trial_plan(t) for t in (trials if trials is not None else range(self.exp.lottery.trials))]
+        self._spawned: list[Iterator[list[Item]]] = []   # plans started by plans (LTH_flip chains)
         while plans:
             ready: list[Item] = []
             for plan in list(plans):
@@ -81,6 +86,8 @@ class Lottery:
                     ready += next(plan)
                 except StopIteration:
                     plans.remove(plan)
+            plans += self._spawned
+            self._spawned.clear()
             self._run_many(ready)
         return self.root
 
@@ -100,11 +107,15 @@ class Lottery:
         # Level k's IMP job needs only level k-1's IMP job, so it trains in one batch with level k-1's
         # ticket and controls (a model's batched trajectory does not depend on its batch mates).
         pending: list[Item] = []
+        schedule: list[Mask] = []   # the ticket's masks of levels 1..level
         for level in range(lot.levels + 1):
             ldir = layout.level_dir(tdir, level)
             if level > 0:
                 mask = self._mask_for(ldir, layout.level_dir(tdir, level - 1) / "main", mask, exp.pruning)
+                schedule.append(mask)
             theta0 = load_torch(level0 / layout.INIT) if level > 0 else None
+            if level in lot.flip_levels:
+                self._spawned.append(self._flip_plan(trial, level, mask, theta0))
             main = self._imp_branch(trial, level, find0 if level == 0 else find, mask, tdir, theta0)
             yield [Item(ldir, main, trial, level), *pending]
             theta0 = theta0 if theta0 is not None else load_torch(level0 / layout.INIT)
@@ -112,10 +123,29 @@ class Lottery:
             if level > 0 and self.needs_ticket_branch:
                 start, state = self._ticket_start(level0, theta0)
                 branches.append(Branch("ticket", exp.train_spec(trial, exp.evaluation), mask, state, start))
+            context = self._context(trial, level, mask, theta0, exp.pruning, level, schedule)
             if level > 0 and (not lot.control_levels or level in lot.control_levels):
-                branches += controls(exp, self._context(trial, level, mask, theta0, exp.pruning, level))
+                branches += controls(exp, context)
+            if level > 0:
+                branches += at_init(exp, context)
             pending = [Item(ldir, branch, trial, level) for branch in branches]
         yield pending + self._oneshot_items(trial, tdir, level0)
+
+    def _flip_plan(self, trial: int, source: int, ticket: Mask, theta0: dict) -> Iterator[list[Item]]:
+        """[S4] LTH_flip (PROTOCOL 1.17): the complement of level ``source``'s ticket, trained from the
+        trial's theta_0, then ``flip_rounds`` IMP rounds on it (pruning rule of the experiment, reset to
+        theta_0), in ``trial_<t>/flip_<source>/level_<j>/main``; flip level j is prune iteration j+1."""
+        exp = self.exp
+        fdir = layout.trial_dir(self.root, trial) / f"flip_{source}"
+        find = exp.train_spec(trial)
+        mask = ~ticket
+        for level in range(exp.lottery.flip_rounds + 1):
+            ldir = layout.level_dir(fdir, level)
+            if level == 0 and not (ldir / layout.MASK).exists():
+                mask.save(ldir / layout.MASK)
+            if level > 0:
+                mask = self._mask_for(ldir, layout.level_dir(fdir, level - 1) / "main", mask, exp.pruning)
+            yield [Item(ldir, Branch("main", find, mask, theta0), trial, level, flip=source)]
 
     def _imp_branch(self, trial, level, spec, mask, tdir, theta0) -> Branch:
         mode = self.exp.lottery.mode
@@ -147,7 +177,8 @@ class Lottery:
             mask = self._mask_for(odir, level0, self._full_mask(), pspec)
             start, state = self._ticket_start(level0, theta0)
             ticket = Branch("main", self.exp.train_spec(trial, self.exp.evaluation), mask, state, start)
-            branches = [ticket, *controls(self.exp, self._context(trial, 0, mask, theta0, pspec, 1))]
+            context = self._context(trial, 0, mask, theta0, pspec, 1, [mask])
+            branches = [ticket, *controls(self.exp, context), *at_init(self.exp, context)]
             items += [Item(odir, branch, trial, 0, p) for branch in branches]
         return items
 
@@ -167,25 +198,31 @@ class Lottery:
         mask.save(path)
         return mask
 
-    def _context(self, trial: int, level: int, mask: Mask, theta0: dict, pspec: PruningSpec, rounds: int) -> LevelContext:
+    def _context(self, trial: int, level: int, mask: Mask, theta0: dict, pspec: PruningSpec, rounds: int,
+                 schedule: list[Mask]) -> LevelContext:
         info = self.splits.info
         return LevelContext(seed=self.exp.model.init_seed, trial=trial, level=level, mask=mask, theta0=theta0,
                             eval_spec=self.exp.train_spec(trial, self.exp.evaluation), infos=self.infos,
                             init_std=self.init_std, input_shape=info.input_shape, num_classes=info.num_classes,
-                            pruning=pspec, rounds=rounds)
+                            pruning=pspec, rounds=rounds, schedule=tuple(schedule),
+                            train_x=self.splits.train_x, train_y=self.splits.train_y)
 
     def _context_of(self, item: Item) -> dict:
         branch, trial, level, oneshot = item.branch, item.trial, item.level, item.oneshot
-        context = {"experiment": f"lottery-{self.name}", "kind": "lottery" if oneshot is None else "oneshot",
-                   "branch": branch.name, "trial": trial, "level": level,
-                   "run_id": f"{self.name}-t{trial}-" + (f"l{level}" if oneshot is None else f"p{oneshot:g}") + f"-{branch.name}"}
+        kind = "oneshot" if oneshot is not None else "flip" if item.flip is not None else "lottery"
+        where = (f"p{oneshot:g}" if kind == "oneshot" else f"f{item.flip}l{level}" if kind == "flip" else f"l{level}")
+        context = {"experiment": f"lottery-{self.name}", "kind": kind, "branch": branch.name, "trial": trial,
+                   "level": level, "run_id": f"{self.name}-t{trial}-{where}-{branch.name}"}
         if oneshot is not None:
             context["oneshot_fraction"] = oneshot
+        if item.flip is not None:
+            context["flip_from"] = item.flip
         return context
 
     def _report(self, summary: dict, item: Item, seconds: float) -> None:
         trial, level, oneshot = item.trial, item.level, item.oneshot
-        where = f"level {level}" if oneshot is None else f"one-shot {oneshot:g}"
+        where = (f"one-shot {oneshot:g}" if oneshot is not None else
+                 f"flip of level {item.flip}, level {level}" if item.flip is not None else f"level {level}")
         self.log(f"[lottery {self.name}] trial {trial} {where} {summary['branch']}: Pm {summary['pm']:.2f}%, "
                  f"early stop {summary['early_stop_iteration']}, test acc {summary['test_accuracy_at_early_stop']:.4f} "
                  f"({seconds:.0f} s)")
