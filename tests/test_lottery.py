@@ -263,3 +263,26 @@ def test_snip_and_flip_levels_are_checked(tmp_path):
         api.make_experiment("lenet", overrides={**QUICK, "lottery.flip_levels": "7"})
     with pytest.raises(TicketlabError, match="lottery.snip"):
         api.make_experiment("lenet", overrides={**QUICK, "lottery.snip": "global"})
+
+
+def test_s4_tables_and_plots_from_the_store(tmp_path, capsys):
+    from ticketlab import cli
+    from ticketlab.analysis import lottery_plots, s4_tables
+    exp, root = run(tmp_path, **{"lottery.trials": 2, "lottery.snip": "layer", "lottery.iterative_snip": "layer",
+                                 "lottery.iterative_snip_levels": "3", "lottery.flip_levels": "2",
+                                 "lottery.flip_rounds": 1})
+    tables = s4_tables.s4_tables(tmp_path, root.name)
+    assert [r["level"] for r in tables["snip"]] == [1, 2, 3]
+    assert tables["snip"][1]["isnip_early_stop"] is None and tables["snip"][2]["isnip_early_stop"] is not None
+    for row in tables["overlap"]:
+        assert row["trials"] == 2 and row["kept_a"] == row["kept_b"]
+        assert row["difference"] == row["kept_a"] - row["overlap"]             # [S4]'s "difference"
+    # flip level j is prune iteration j + 1
+    flips = {r["iteration"]: r for r in tables["flips"]}
+    assert flips[1]["flip_2_pm"] > flips[2]["flip_2_pm"] and flips[3]["flip_2_pm"] is None and 3 not in [
+        r["iteration"] for r in tables["flips"] if r["lth_pm"] is None]
+    assert cli.main(["tables", root.name, "--store", str(tmp_path), "--kind", "s4"]) == 0
+    out = capsys.readouterr().out
+    assert "LTH_flip" in out and "SNIP" in out and "difference" in out
+    names = {p.name for p in lottery_plots.standard_plots(tmp_path, root.name, tmp_path / "plots")}
+    assert {"overlap_snip.png", "overlap_isnip.png", "lpr_level3.png", "flips.png"} <= names

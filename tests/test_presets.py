@@ -42,8 +42,11 @@ def runs_of(exp: LotteryExperimentSpec) -> int:
     controls = (lot.reinits + len(lot.random_controls) * lot.random_trials + lot.dm_reinits + len(lot.noise)
                 + int(lot.prune_at_init))
     control_levels = len([k for k in lot.control_levels if 1 <= k <= lot.levels]) if lot.control_levels else lot.levels
+    at_init = sum(len(levels) if levels else lot.levels for on, levels in ((lot.snip, lot.snip_levels),
+                  (lot.iterative_snip, lot.iterative_snip_levels)) if on)
     per_trial = (lot.levels + 1 + (lot.levels if lot.mode == "continue" else 0) + control_levels * controls
-                 + len(lot.oneshot) * (1 + controls))
+                 + at_init + len(lot.flip_levels) * (lot.flip_rounds + 1)
+                 + len(lot.oneshot) * (1 + controls + bool(lot.snip) + bool(lot.iterative_snip)))
     return lot.trials * per_trial
 
 
@@ -89,7 +92,10 @@ def test_preset_meta(name):
     meta = preset["meta"]
     assert all(key in meta for key in META_KEYS), sorted(set(META_KEYS) - set(meta))
     assert all(isinstance(meta[k], str) and meta[k].strip() for k in META_KEYS if k not in ("figures", "runs"))
-    assert meta["figures"] and all(re.fullmatch(r"([1-9]|[1-3][0-9]|4[0-5])[abc]?", f) for f in meta["figures"])
+    if meta.get("paper") == "S4":   # the student report: its Figs 1-8 and Tables (T1-T7)
+        assert meta["figures"] and all(re.fullmatch(r"[1-8]|T[1-7]", f) for f in meta["figures"])
+    else:
+        assert meta["figures"] and all(re.fullmatch(r"([1-9]|[1-3][0-9]|4[0-5])[abc]?", f) for f in meta["figures"])
     assert meta["command"].startswith(f"ticketlab lottery --preset {name}")
     assert re.search(rf"--preset {name}(\s|$)", meta["command"])
     assert "@" not in meta["runtime"] and "ms" in meta["runtime"]
@@ -101,7 +107,8 @@ def test_preset_meta(name):
 
 
 def test_figures_of_s1_are_covered():
-    covered = {f.rstrip("abc") for name in NAMES for f in presets.load(name)["meta"]["figures"]}
+    covered = {f.rstrip("abc") for name in NAMES for f in presets.load(name)["meta"]["figures"]
+               if presets.load(name)["meta"].get("paper", "S1") == "S1"}
     # every [S1] experiment figure (Fig 2 is the architecture table)
     assert covered >= {str(i) for i in range(1, 46)} - {"2"}
 
@@ -195,3 +202,17 @@ def test_cli_presets_json(capsys):
     for row in rows:
         assert set(row) == {"name", "meta", "settings", "sweep"}
         assert f"--preset {row['name']}" in row["meta"]["command"]
+
+
+@pytest.mark.parametrize("name, kept", [
+    ("s4_lenet_mnist", [213060, 170538, 136511, 109282, 87490, 70051, 56094, 44923, 35981, 28823]),
+    ("s4_conv2_cifar10", [2658477, 2130485, 1707721, 1369177, 1098041, 880863, 706877, 567470, 455748, 366193])])
+def test_s4_presets_reproduce_the_kept_columns(name, kept):
+    """[S4] Tables 6/7 "Kept": the presets' schedules give them exactly (Conv-2 unpadded, PROTOCOL A6)."""
+    (exp,) = experiments(name)
+    model = models.build(exp.model, (1, 28, 28) if exp.model.name == "lenet" else (3, 32, 32), 10)
+    shapes = {n: tuple(p.shape) for n, p in model.named_parameters() if n in model.weight_info()}
+    levels = pruning.schedule(shapes, model.weight_info(), exp.pruning, 10)
+    assert [lv["weights_remaining"] for lv in levels[1:]] == kept
+    assert exp.lottery.flip_levels == (7, 8) and exp.lottery.snip and exp.lottery.iterative_snip_levels == (7, 8, 9, 10)
+    assert exp.training.patience == 4 and exp.training.eval_every.amount == 500

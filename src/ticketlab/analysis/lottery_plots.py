@@ -387,6 +387,10 @@ def standard_plots(store: str | Path, experiment: str, out=None, levels=None, hi
         paths += plot_curves(store, name, out, reinit_levels, families=("ticket", "reinit"))
     if any(r["kind"] == "oneshot" for r in rows):
         paths += plot_oneshot(store, name, out)
+    if any(r["family"] in ("snip", "isnip") for r in rows):
+        paths += plot_at_init(store, name, out, rows)
+    if any(r["kind"] == "flip" for r in rows):
+        paths += plot_flips(store, name, out)
     weights = max(r.get("weights_total") or 0 for r in rows)
     if histograms or (histograms is None and weights <= HISTOGRAM_WEIGHT_LIMIT):
         paths += plot_init_histograms(store, name, out, levels)
@@ -395,6 +399,51 @@ def standard_plots(store: str | Path, experiment: str, out=None, levels=None, hi
             paths += plot_connections(store, name, out, pruned or None)
             paths += plot_movement(store, name, out, max(pruned) if pruned else None)
     return paths
+
+
+def plot_at_init(store: str | Path, experiment: str, out=None, rows=None) -> list[Path]:
+    """[S4] figures: overlap of the LTH masks with the SNIP (and iterative SNIP) masks vs Pm, and the
+    layer-wise pruning ratio of the three masks at the deepest level of trial 0."""
+    from ticketlab.analysis import mask_plots, masks
+    name = experiment_name(experiment)
+    rows = rows if rows is not None else lottery_tables.rows_of(store, name)
+    out = Path(out) if out is not None else _root(store, name) / "plots"
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for branch in ("snip", "isnip"):
+        overlap = masks.overlap_by_level(store, name, "main", branch)
+        if overlap:
+            paths += mask_plots.plot_overlap(overlap, out / f"overlap_{branch}", "LTH", family_label(branch))
+    deepest = max((r["level"] for r in rows if r["family"] in ("snip", "isnip") and r["trial"] == 0), default=None)
+    if deepest is not None:
+        level = _root(store, name) / "trial_0" / f"level_{deepest}"
+        found = {family_label(fam): level / branch / "mask.npz"
+                 for fam, branch in (("ticket", "main"), ("snip", "snip"), ("isnip", "isnip"))}
+        found = {label: masks.load_mask(path) for label, path in found.items() if path.is_file()}
+        paths += mask_plots.plot_lpr(found, out / f"lpr_level{deepest}")
+    return paths
+
+
+def plot_flips(store: str | Path, experiment: str, out=None) -> list[Path]:
+    """[S4] LTH vs LTH_flip: early-stop iteration and test accuracy at early stop per prune iteration."""
+    from ticketlab.analysis.s4_tables import flip_table
+    name = experiment_name(experiment)
+    table = flip_table(lottery_tables.rows_of(store, name))
+    out = Path(out) if out is not None else _root(store, name) / "plots"
+    out.mkdir(parents=True, exist_ok=True)
+    chains = sorted({k.split("_")[1] for row in table for k in row if k.startswith("flip_")}, key=int)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, metric, label in ((axes[0], "early_stop", "early-stop iteration"), (axes[1], "test_acc", "test accuracy at early stop")):
+        for prefix, text in [("lth", "LTH"), *((f"flip_{k}", f"LTH_flip from level {k}") for k in chains)]:
+            points = [(row["iteration"], row[f"{prefix}_{metric}"]) for row in table if row.get(f"{prefix}_{metric}") is not None]
+            if points:
+                ax.plot(*zip(*points), marker="o", ms=4, label=text)
+        ax.set_xlabel("prune iteration")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(_title(lottery_tables.rows_of(store, name), "LTH vs LTH_flip"), fontsize=9)
+    return save(fig, out / "flips")
 
 
 KINDS = ("levels", "curves", "oneshot", "init", "connections", "movement", "all")

@@ -21,12 +21,14 @@ ONESHOT_METRICS = ("early_stop_iteration", "test_accuracy_at_early_stop")
 # gigabytes; standard_plots skips them unless asked.
 HISTOGRAM_WEIGHT_LIMIT = 5_000_000
 
-_FAMILY_ORDER = ("ticket", "find", "reinit", "random_global", "random_preserve_lpr", "dm_reinit", "prune_at_init")
+_FAMILY_ORDER = ("ticket", "find", "reinit", "random_global", "random_preserve_lpr", "dm_reinit", "prune_at_init",
+                 "snip", "isnip")
 _FAMILY_LABELS = {"ticket": "winning ticket", "find": "IMP find run", "reinit": "random reinit",
                   "random_global": "random mask (global)", "random_preserve_lpr": "random mask (per layer)",
-                  "dm_reinit": "reinit from D_m", "prune_at_init": "pruned at init"}
+                  "dm_reinit": "reinit from D_m", "prune_at_init": "pruned at init", "snip": "SNIP",
+                  "isnip": "iterative SNIP"}
 _MARKERS = {"ticket": "o", "find": "P", "reinit": "s", "random_global": "^", "random_preserve_lpr": "v",
-            "dm_reinit": "D", "prune_at_init": "X"}
+            "dm_reinit": "D", "prune_at_init": "X", "snip": "<", "isnip": ">"}
 
 Series = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # Pm (decreasing), mean, min, max
 
