@@ -68,6 +68,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--where", nargs="+", default=[], metavar="COLUMN=VALUE", help="filter rows, e.g. kind=train")
     p.add_argument("--reindex", action="store_true", help="rebuild the index from the summaries on disk first")
 
+    p = sub.add_parser("tables", help="tables of a lottery experiment: per level, or [S4]'s Tables 2-7")
+    p.add_argument("experiment", help="lottery-<hash>, the hash, or its folder in the store")
+    p.add_argument("--store", default=DEFAULT_STORE)
+    p.add_argument("--kind", default="levels", choices=["levels", "oneshot", "flip", "s4"],
+                   help="levels (ticket and controls per level), oneshot, flip (LTH_flip chains), s4 ([S4] Tables 2-7)")
+    p.add_argument("--json", action="store_true")
+
     p = sub.add_parser("plot", help="plot a finished training run, or the figures of lottery experiments")
     p.add_argument("targets", nargs="+", metavar="TARGET",
                    help="a run_id or job directory (its curves), or a lottery experiment (lottery-<hash> or the hash); "
@@ -214,6 +221,16 @@ def cmd_results(args) -> None:
         print(format_table(rows, RESULT_COLUMNS))
 
 
+def cmd_tables(args) -> None:
+    from ticketlab.analysis import lottery_tables, s4_tables
+    if args.kind == "s4":
+        tables = s4_tables.s4_tables(args.store, args.experiment)
+        print(json.dumps(tables, indent=2) if args.json else s4_tables.format_s4(tables), end="" if not args.json else "\n")
+        return
+    table = lottery_tables.level_table(args.store, args.experiment, kind="lottery" if args.kind == "levels" else args.kind)
+    print(json.dumps(table, indent=2) if args.json else lottery_tables.format_levels(table))
+
+
 def cmd_plot(args) -> None:
     from ticketlab.analysis import lottery_plots, plots
     experiments, runs = [], []
@@ -256,7 +273,8 @@ def cmd_demo(args) -> None:
 
 COMMANDS = {"models": cmd_models, "schedule": cmd_schedule, "train": cmd_train, "lottery": cmd_lottery,
             "presets": cmd_presets, "results": cmd_results,
-            "plot": cmd_plot, "bench": cmd_bench, "demo": cmd_demo, "masks": mask_cli.cmd_masks}
+            "plot": cmd_plot, "bench": cmd_bench, "demo": cmd_demo, "masks": mask_cli.cmd_masks,
+            "tables": cmd_tables}
 
 if __name__ == "__main__":
     sys.exit(main())
