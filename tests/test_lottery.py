@@ -286,3 +286,13 @@ def test_s4_tables_and_plots_from_the_store(tmp_path, capsys):
     assert "LTH_flip" in out and "SNIP" in out and "difference" in out
     names = {p.name for p in lottery_plots.standard_plots(tmp_path, root.name, tmp_path / "plots")}
     assert {"overlap_snip.png", "overlap_isnip.png", "lpr_level3.png", "flips.png"} <= names
+
+
+def test_sequential_engine_gives_the_batched_engines_masks(tmp_path):
+    """--engine sequential (the single loop, job by job) and the batched engine find the same tickets here."""
+    a = api.lottery(api.make_experiment("lenet", overrides={**QUICK, "lottery.levels": 2}), tmp_path / "a",
+                    progress=False, log=lambda *x: None)
+    b = api.lottery(api.make_experiment("lenet", overrides={**QUICK, "lottery.levels": 2}), tmp_path / "b",
+                    progress=False, log=lambda *x: None, engine="sequential")
+    for k in (1, 2):
+        assert Mask.load(job(a, k) / layout.MASK).equals(Mask.load(job(b, k) / layout.MASK))

@@ -93,11 +93,12 @@ def make_experiment(model: str | None = None, preset: str | None = None,
 
 def lottery(exp: LotteryExperimentSpec, store: str | Path, *, data_dir: str | None = None, device: str = "cpu",
             progress: bool | None = None, workers: int = 1, checkpoint_seconds: float = 60.0,
-            trials: list[int] | None = None, log=print, batch_models: int = 0) -> Path:
+            trials: list[int] | None = None, log=print, batch_models: int = 0, engine: str = "auto") -> Path:
     """Run (or resume, or just find) a lottery experiment; returns its folder in the store.
 
     ``workers`` > 1 spreads the trials over that many processes, one thread each; ``batch_models`` caps
-    how many of a level's branches (ticket, controls) the batched engine trains at once (0: all)."""
+    how many ready jobs the batched engine trains at once (0: as many as fit in memory); ``engine="sequential"``
+    trains every job through the single loop instead."""
     from ticketlab.lottery.runner import Lottery
     trials = list(range(exp.lottery.trials)) if trials is None else trials
     if workers > 1 and len(trials) > 1:
@@ -107,14 +108,15 @@ def lottery(exp: LotteryExperimentSpec, store: str | Path, *, data_dir: str | No
         context = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(len(groups), mp_context=context, initializer=_worker_init) as pool:
             futures = [pool.submit(lottery, exp, store, data_dir=data_dir, device=device, progress=False,
-                                   checkpoint_seconds=checkpoint_seconds, trials=group, batch_models=batch_models)
+                                   checkpoint_seconds=checkpoint_seconds, trials=group, batch_models=batch_models,
+                                   engine=engine)
                        for group in groups]
             for future in futures:
                 future.result()
     else:
         splits = load_splits(exp.data, str(data_dir) if data_dir else None, device)
         Lottery(exp, Path(store), splits, progress=progress, checkpoint_seconds=checkpoint_seconds, log=log,
-                batch_models=batch_models).run(trials)
+                batch_models=batch_models, engine=engine).run(trials)
     from ticketlab.lottery.runner import experiment_name
     return layout.experiment_dir(Path(store), "lottery", experiment_name(exp))
 

@@ -51,8 +51,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default=None, help="a preset from `ticketlab presets`")
     p.add_argument("--model", default=None, help="default: the preset's model, else lenet")
     p.add_argument("--workers", type=int, default=1, help="processes to spread the trials over (one thread each)")
+    p.add_argument("--engine", default="auto", choices=["auto", "sequential"],
+                   help="auto: the batched engine (Lenet stacked); sequential: every job through the single loop in turn")
     p.add_argument("--batch-models", type=int, default=0, metavar="K",
-                   help="train at most K of a level's branches (ticket, controls) together (default: all)")
+                   help="train at most K ready jobs together (default: as many as fit in a quarter of free memory)")
     p.add_argument("--checkpoint-seconds", type=float, default=60.0)
     p.add_argument("--plot", action="store_true", help="write the standard plots when done")
     _add_common(p)
@@ -91,8 +93,10 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="training-loop speed: ticketlab vs a stock PyTorch loop")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--quick", action="store_true", help="a run of well under a minute")
-    p.add_argument("--data-dir", default=None)
+    p.add_argument("--quick", action="store_true", help="a run of under a minute")
+    p.add_argument("--models", nargs="+", default=["lenet", "conv2"], metavar="MODEL",
+                   help="workloads to time: lenet, conv2 (default: both)")
+    p.add_argument("--data-dir", default=None, help="where mnist/ and cifar10/ are; generated stand-ins if absent")
 
     p = sub.add_parser("demo", help="the main job: a short Lenet-on-MNIST lottery experiment with its plots")
     p.add_argument("--store", default=DEFAULT_STORE)
@@ -174,7 +178,8 @@ def cmd_lottery(args) -> None:
     experiments = api.make_experiments(args.model, args.preset, parse_set(args.set))
     for exp in experiments:
         root = api.lottery(exp, args.store, data_dir=args.data_dir, device=args.device, workers=args.workers,
-                           checkpoint_seconds=args.checkpoint_seconds, batch_models=args.batch_models)
+                           checkpoint_seconds=args.checkpoint_seconds, batch_models=args.batch_models,
+                           engine=args.engine)
         print(f"experiment {root.name} ({root})")
         print(lottery_tables.format_levels(lottery_tables.level_table(args.store, root.name)))
         if args.plot:
@@ -262,7 +267,7 @@ def cmd_plot(args) -> None:
 
 def cmd_bench(args) -> None:
     from ticketlab import bench
-    report = bench.run(quick=args.quick, data_dir=args.data_dir)
+    report = bench.run(quick=args.quick, data_dir=args.data_dir, models=tuple(args.models))
     print(json.dumps(report, indent=2) if args.json else bench.format_report(report))
 
 

@@ -57,12 +57,13 @@ class Lottery:
     """One lottery experiment in the store (``<store>/lottery-<hash>/``)."""
 
     def __init__(self, exp: LotteryExperimentSpec, store: Path, splits: Splits, *, progress: bool | None = None,
-                 checkpoint_seconds: float = 60.0, log=print, batch_models: int = 0):
+                 checkpoint_seconds: float = 60.0, log=print, batch_models: int = 0, engine: str = "auto"):
         self.exp, self.store, self.splits = exp, Path(store), splits
         self.name = experiment_name(exp)
         self.root = layout.experiment_dir(self.store, "lottery", self.name)
         self.progress, self.checkpoint_seconds, self.log = progress, checkpoint_seconds, log
         self.batch_models = batch_models  # jobs trained together by the batched engine (0: as many as fit in memory)
+        self.engine = engine              # 'auto' (batched where it pays) or 'sequential' (the single loop, job by job)
         model = models.build(exp.model, splits.info.input_shape, splits.info.num_classes)
         self.infos = model.weight_info()
         self.init_std = layer_init_std(model, exp.model)
@@ -240,7 +241,7 @@ class Lottery:
             entries = [JobEntry(it.folder / it.branch.name, it.branch.spec, it.branch.mask, it.branch.init,
                                 self._context_of(it), it.branch.start_step, self._fixed_steps()) for it in group]
             summaries = run_jobs_batched(entries, self.splits, store=self.store, progress=self.progress,
-                                         checkpoint_seconds=self.checkpoint_seconds)
+                                         checkpoint_seconds=self.checkpoint_seconds, engine=self.engine)
             for summary, done, it in zip(summaries, finished, group):
                 if not done:
                     self._report(summary, it, time.monotonic() - started)
