@@ -74,6 +74,7 @@ class TrainingSpec:
     checkpoints: tuple[Step, ...] = ()     # weights kept at these steps (e.g. a rewind point)
     data_seed: int = 0                     # data order, augmentation, dropout
     precision: str = "fp32"
+    compile: bool = False                  # torch.compile the training forward pass (its time: summary compile_seconds)
 
     def __post_init__(self):
         _check(self.optimizer in _OPTIMIZERS, f"training.optimizer must be one of {_OPTIMIZERS}, got {self.optimizer!r}")

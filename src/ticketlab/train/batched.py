@@ -228,6 +228,7 @@ def _train_stacked(models, masks, specs, jobs, splits, kind, augment, progress, 
     finals: list = [None] * count                     # (state, step, values) of each model when it stopped
     values: list[dict] = [{} for _ in range(count)]
     train_loss_sum, train_loss_count = torch.zeros(count, device=device), 0
+    forward, compile_seconds = (torch.compile(stacked.forward) if spec.compile else stacked.forward), None
     last_save, step = time.monotonic(), start
     while active:
         if (step % eval_every == 0 or step == total) and step != resumed_at:
@@ -266,8 +267,9 @@ def _train_stacked(models, masks, specs, jobs, splits, kind, augment, progress, 
         x, y = splits.train_x[indices], splits.train_y[indices]
         if augment:
             x = torch.stack([augment_batch(xk, s.data_seed, step) for xk, s in zip(x, specs)])
+        compiling = time.perf_counter()
         with _autocast(spec.precision, device):
-            losses = batch_losses(stacked.forward(x), y)
+            losses = batch_losses(forward(x), y)
         for p in params:
             p.grad = None
         losses.sum().backward()   # models are independent: the sum's gradient for model k is its own loss's
@@ -275,6 +277,8 @@ def _train_stacked(models, masks, specs, jobs, splits, kind, augment, progress, 
             torch._foreach_mul_([w.grad for w in weights], mask_list)
         optimizer.step([schedules[a](step) for a, _ in optimizer.ranges])
         zero_weights()
+        if spec.compile and compile_seconds is None:
+            compile_seconds = time.perf_counter() - compiling
         train_loss_sum += losses.detach()
         train_loss_count += 1
         step += 1
@@ -296,7 +300,8 @@ def _train_stacked(models, masks, specs, jobs, splits, kind, augment, progress, 
         at_best = dict(trackers[k].at_best)
         at_best["train/loss"], at_best["train/accuracy"] = best_train[k]
         results.append(TrainResult(iterations=stop, early_stop_iteration=trackers[k].best_step, at_early_stop=at_best,
-                                   final=final, stopped_early=stopped, best_state=best[k]))
+                                   final=final, stopped_early=stopped, best_state=best[k],
+                                   compile_seconds=compile_seconds))
     if progress:
         progress.close()
     return results

@@ -128,6 +128,8 @@ def finish_job(job: Path, spec: TrainSpec, splits: Splits, model: models.Model, 
     }
     test_accuracy = dict(read_metrics(job / layout.METRICS).get("test/accuracy", []))
     summary.update({f"test_accuracy_at_{s}": test_accuracy[s] for s in report_steps if s in test_accuracy})
+    if result.compile_seconds is not None:
+        summary["compile_seconds"] = result.compile_seconds
     save_json(job / layout.SUMMARY, summary)
     (job / layout.RESUME).unlink(missing_ok=True)  # no longer needed once the summary exists
     return summary

@@ -29,6 +29,7 @@ class TrainResult:
     final: dict[str, float]          # the same at the last iteration
     stopped_early: bool
     best_state: dict[str, torch.Tensor]
+    compile_seconds: float | None = None   # training.compile: wall time of the first (compiling) step
 
 
 class _MaskedParams:
@@ -175,6 +176,7 @@ def train(model: torch.nn.Module, mask: Mask | None, splits: Splits, spec: Train
             save_torch(resume_path, {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                      "tracker": tracker.state(), "best_state": best_state, "rng": torch.get_rng_state()})
 
+    forward, compile_seconds = (torch.compile(model) if spec.compile else model), None
     last_save = time.monotonic()
     step = start
     resumed_at = start if resumed else -1
@@ -210,8 +212,9 @@ def train(model: torch.nn.Module, mask: Mask | None, splits: Splits, spec: Train
         x, y = splits.train_x[idx], splits.train_y[idx]
         if augment:
             x = augment_batch(x, spec.data_seed, step)
+        compiling = time.perf_counter()
         with _autocast(spec.precision, device):
-            loss = F.cross_entropy(model(x).float(), y)
+            loss = F.cross_entropy(forward(x).float(), y)
         optimizer.zero_grad(set_to_none=True)
         if scaler:
             scaler.scale(loss).backward()
@@ -226,6 +229,8 @@ def train(model: torch.nn.Module, mask: Mask | None, splits: Splits, spec: Train
         else:
             optimizer.step()
         masked.zero_weights()
+        if spec.compile and compile_seconds is None:
+            compile_seconds = time.perf_counter() - compiling
         train_loss_sum += loss.detach()
         train_loss_count += 1
         step += 1
@@ -246,4 +251,4 @@ def train(model: torch.nn.Module, mask: Mask | None, splits: Splits, spec: Train
     if progress:
         progress.close()
     return TrainResult(iterations=step, early_stop_iteration=tracker.best_step, at_early_stop=at_best,
-                       final=final, stopped_early=stopped, best_state=best_state)
+                       final=final, stopped_early=stopped, best_state=best_state, compile_seconds=compile_seconds)
