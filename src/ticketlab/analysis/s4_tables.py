@@ -118,8 +118,10 @@ def format_s4(tables: dict[str, list[dict]]) -> str:
 def _fmt(value) -> str:
     if value is None:
         return "-"
-    if isinstance(value, float):
-        if abs(value) >= 1000 or value == int(value) and abs(value) >= 1:
-            return f"{value:,.1f}" if value != int(value) else f"{int(value):,}"
-        return f"{value:.4f}"
-    return str(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int) or value == int(value) and abs(value) >= 100:
+        return f"{int(value):,}"
+    if abs(value) >= 100:
+        return f"{value:,.1f}"
+    return f"{value:.4f}"
