@@ -109,8 +109,10 @@ def test_conv2_fallback_follows_the_single_loop(engine):
     single_results = [train(m, mask, splits, s) for m, mask, s in zip(singles, masks, specs)]
     batched = [model_for(spec, splits, i) for i in range(2)]
     results = train_batched(batched, masks, splits, specs, engine=engine)
+    # The single loop convolves in channels_last on CPU, vmap in NCHW: different kernels round differently,
+    # and Adam turns last-bit gradient differences on near-zero moments into lr-sized ones (seen: 4e-5).
     for a, b, ref, got, mask in zip(singles, batched, single_results, results, masks):
-        assert all(torch.allclose(a.state_dict()[n], b.state_dict()[n], atol=1e-5, rtol=0) for n in a.state_dict())
+        assert all(torch.allclose(a.state_dict()[n], b.state_dict()[n], atol=1e-4, rtol=0) for n in a.state_dict())
         assert all(torch.all(b.state_dict()[n][~m] == 0) for n, m in mask.items())
         assert got.final["val/loss"] == pytest.approx(ref.final["val/loss"], rel=1e-4)
 
