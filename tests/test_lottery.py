@@ -296,3 +296,29 @@ def test_sequential_engine_gives_the_batched_engines_masks(tmp_path):
                     progress=False, log=lambda *x: None, engine="sequential")
     for k in (1, 2):
         assert Mask.load(job(a, k) / layout.MASK).equals(Mask.load(job(b, k) / layout.MASK))
+
+
+def test_trials_of_one_process_share_batches(tmp_path, monkeypatch):
+    from ticketlab.lottery import runner
+    calls = []
+    real = runner.run_jobs_batched
+
+    def spy(entries, *args, **kwargs):
+        calls.append(sorted({e.context["trial"] for e in entries}))
+        return real(entries, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_jobs_batched", spy)
+    run(tmp_path, **{"lottery.trials": 2, "lottery.levels": 2, "lottery.reinits": 1})
+    assert calls and all(trials == [0, 1] for trials in calls)   # every batch holds both trials' jobs
+    assert len(calls) == 2 + 2                                  # levels 0..2, then the last reinits
+
+
+def test_models_that_fit_scales_with_the_model(monkeypatch):
+    from ticketlab.spec import DataSpec, ModelSpec
+    from ticketlab.train import batched
+    splits = api.load_splits(DataSpec(dataset="synthetic", val_size=200))
+    monkeypatch.setattr(batched, "_available_bytes", lambda device: 4 * 2 ** 30)
+    small, large = (batched.models_that_fit(ModelSpec(hidden=h), splits) for h in ((32, 16), (300, 100)))
+    assert small > large >= 1
+    monkeypatch.setattr(batched, "_available_bytes", lambda device: 0)
+    assert batched.models_that_fit(ModelSpec(), splits) == 1
