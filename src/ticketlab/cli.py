@@ -182,6 +182,11 @@ def cmd_lottery(args) -> None:
                            engine=args.engine)
         print(f"experiment {root.name} ({root})")
         print(lottery_tables.format_levels(lottery_tables.level_table(args.store, root.name)))
+        if exp.lottery.flip_levels:
+            print(lottery_tables.format_levels(lottery_tables.level_table(args.store, root.name, kind="flip")))
+        if exp.lottery.snip or exp.lottery.iterative_snip or exp.lottery.flip_levels:
+            from ticketlab.analysis import s4_tables
+            print(s4_tables.format_s4(s4_tables.s4_tables(args.store, root.name)), end="")
         if args.plot:
             from ticketlab.analysis import lottery_plots
             for path in lottery_plots.standard_plots(args.store, root.name):
