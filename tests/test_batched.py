@@ -247,3 +247,31 @@ def test_compiled_forward_follows_the_eager_loop(tmp_path):
         assert torch.allclose(models_[0].state_dict()[name], w, atol=1e-5), name
     for name, m in mask.items():
         assert torch.all(final[name][~m] == 0) and torch.all(models_[0].state_dict()[name][~m] == 0)
+
+
+@pytest.mark.parametrize("patience", [0, 2])
+def test_test_eval_reported_gives_the_same_reported_numbers(tmp_path, patience):
+    """training.test_eval=reported skips the test set at intermediate evaluations; the early-stop and
+    final test numbers (evaluated at the end on the kept weights) equal those of test_eval=every, in
+    both engines, also when patience stops the run early."""
+    spec = quick_spec(**{"training.steps": "200it", "training.eval_every": "10it", "training.patience": str(patience),
+                         "training.lr": "0.01"})
+    reported = replace(spec.training, test_eval="reported")
+    splits = api.load_splits(spec.data)
+    mask = random_mask(model_for(spec, splits, 0))
+    runs = {}
+    for name, training in (("every", spec.training), ("reported", reported)):
+        (tmp_path / name).mkdir()
+        single = train(model_for(spec, splits, 0), mask, splits, training, job=(tmp_path / name).resolve())
+        batched = train_batched([model_for(spec, splits, 0), model_for(spec, splits, 1)], [mask, mask], splits,
+                                [training, replace(training, data_seed=1)])
+        runs[name] = (single, batched[0])
+    for single_or_batched in (0, 1):
+        a, b = runs["every"][single_or_batched], runs["reported"][single_or_batched]
+        assert a.early_stop_iteration == b.early_stop_iteration and a.iterations == b.iterations
+        assert a.at_early_stop["test/accuracy"] == pytest.approx(b.at_early_stop["test/accuracy"], abs=1e-12)
+        assert a.final["test/accuracy"] == pytest.approx(b.final["test/accuracy"], abs=1e-12)
+    if patience:
+        assert runs["every"][0].stopped_early
+    logged = read_metrics(tmp_path / "reported" / layout.METRICS)
+    assert len(logged["val/accuracy"]) > 2 and [s for s, _ in logged.get("test/accuracy", [])] in ([], [200])

@@ -322,3 +322,13 @@ def test_models_that_fit_scales_with_the_model(monkeypatch):
     assert small > large >= 1
     monkeypatch.setattr(batched, "_available_bytes", lambda device: 0)
     assert batched.models_that_fit(ModelSpec(), splits) == 1
+
+
+def test_test_eval_reported_needs_fixed_iterations_at_the_end():
+    from ticketlab import TicketlabError
+    with pytest.raises(TicketlabError, match="test_eval"):
+        api.make_experiment("lenet", overrides={**QUICK, "training.test_eval": "reported",
+                                                "lottery.fixed_iterations": "20it"})
+    exp = api.make_experiment("lenet", overrides={**QUICK, "training.test_eval": "reported",
+                                                  "lottery.fixed_iterations": "60it"})
+    assert exp.training.test_eval == "reported"

@@ -70,6 +70,7 @@ class TrainingSpec:
     gamma: float = 0.1
     warmup: Step = Step(0, "it")           # linear warmup from 0, then the schedule
     eval_every: Step = Step(100, "it")
+    test_eval: str = "every"               # test set at 'every' evaluation, or only where 'reported' (end, early stop)
     patience: int = 0                      # >0: stop after this many evals without a better val accuracy ([S4])
     checkpoints: tuple[Step, ...] = ()     # weights kept at these steps (e.g. a rewind point)
     data_seed: int = 0                     # data order, augmentation, dropout
@@ -86,6 +87,8 @@ class TrainingSpec:
         _check(0.0 <= self.momentum < 1.0, "training.momentum must be in [0, 1)")
         _check(self.eval_every.amount > 0, "training.eval_every must be > 0")
         _check(self.patience >= 0, "training.patience must be >= 0")
+        _check(self.test_eval in ("every", "reported"),
+               f"training.test_eval must be 'every' or 'reported', got {self.test_eval!r}")
         if self.optimizer == "adam":
             _check(self.momentum == 0.0 and not self.nesterov,
                    "training.momentum/nesterov apply to optimizer=sgd only")
@@ -214,6 +217,11 @@ class LotteryExperimentSpec:
 
     def __post_init__(self):
         every = self.training.eval_every
+        for training in (self.training, self.evaluation):
+            if training.test_eval == "reported":
+                bad = [str(s) for s in self.lottery.fixed_iterations if s != training.steps]
+                _check(not bad, f"lottery.fixed_iterations {bad} need the test set evaluated there; with "
+                                "training.test_eval=reported only the last step is (set test_eval=every)")
         for step in self.lottery.fixed_iterations:
             if step.unit == every.unit and step != self.training.steps:  # the last step is always evaluated
                 _check(step.amount % every.amount == 0,

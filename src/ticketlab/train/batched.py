@@ -232,15 +232,19 @@ def _train_stacked(models, masks, specs, jobs, splits, kind, augment, progress, 
     last_save, step = time.monotonic(), start
     while active:
         if (step % eval_every == 0 or step == total) and step != resumed_at:
+            test_now = spec.test_eval == "every" or step == total
             evals = zip(evaluate_batched(stacked, splits.val_x, splits.val_y, chunk, spec.precision),
-                        evaluate_batched(stacked, splits.test_x, splits.test_y, chunk, spec.precision))
+                        evaluate_batched(stacked, splits.test_x, splits.test_y, chunk, spec.precision)
+                        if test_now else [(None, None)] * count)
             batch_loss = (train_loss_sum / train_loss_count).tolist() if train_loss_count else None
             train_loss_sum.zero_()
             train_loss_count = 0
             for k, ((vl, va), (tl, ta)) in enumerate(evals):
                 if k not in active:
                     continue
-                values[k] = {"val/loss": vl, "val/accuracy": va, "test/loss": tl, "test/accuracy": ta}
+                values[k] = {"val/loss": vl, "val/accuracy": va}
+                if test_now:
+                    values[k].update({"test/loss": tl, "test/accuracy": ta})
                 if batch_loss is not None:
                     values[k]["train/batch_loss"] = batch_loss[k]
                 values[k]["lr"] = schedules[k](step)
@@ -290,15 +294,25 @@ def _train_stacked(models, masks, specs, jobs, splits, kind, augment, progress, 
         save_step(stop, k, state)
         stacked.load(k, state)
     final_train = evaluate_batched(stacked, splits.train_x, splits.train_y, chunk, spec.precision)
+    # test_eval=reported: the test set on the final weights of models stopped before the last step ...
+    final_test = (evaluate_batched(stacked, splits.test_x, splits.test_y, chunk, spec.precision)
+                  if any("test/accuracy" not in values[k] for k in range(count)) else None)
     for k in range(count):
         stacked.load(k, best[k])
     best_train = evaluate_batched(stacked, splits.train_x, splits.train_y, chunk, spec.precision)
+    # ... and on the early-stop weights
+    best_test = (evaluate_batched(stacked, splits.test_x, splits.test_y, chunk, spec.precision)
+                 if any("test/accuracy" not in t.at_best for t in trackers) else None)
     for k, (state, stop, stopped) in enumerate(finals):
         models[k].load_state_dict(state)
         final = {name: v for name, v in values[k].items() if name.startswith(("val/", "test/"))}
         final["train/loss"], final["train/accuracy"] = final_train[k]
+        if "test/accuracy" not in final:
+            final["test/loss"], final["test/accuracy"] = final_test[k]
         at_best = dict(trackers[k].at_best)
         at_best["train/loss"], at_best["train/accuracy"] = best_train[k]
+        if "test/accuracy" not in at_best:
+            at_best["test/loss"], at_best["test/accuracy"] = best_test[k]
         results.append(TrainResult(iterations=stop, early_stop_iteration=trackers[k].best_step, at_early_stop=at_best,
                                    final=final, stopped_early=stopped, best_state=best[k],
                                    compile_seconds=compile_seconds))

@@ -167,6 +167,8 @@ def train(model: torch.nn.Module, mask: Mask | None, splits: Splits, spec: Train
     def evaluate_all(step: int) -> dict[str, float]:
         result = {}
         for split, x, y in (("val", splits.val_x, splits.val_y), ("test", splits.test_x, splits.test_y)):
+            if split == "test" and spec.test_eval == "reported" and step != total:
+                continue  # test only where it is reported: the last step, and the early-stop weights below
             loss, acc = evaluate(model, x, y, chunk, spec.precision)
             result[f"{split}/loss"], result[f"{split}/accuracy"] = loss, acc
         return result
@@ -243,10 +245,14 @@ def train(model: torch.nn.Module, mask: Mask | None, splits: Splits, spec: Train
     # Training accuracy on the full training split, at the end and at the early-stopping point
     # (PROTOCOL §4.2: the evaluation set is unspecified; we use the whole training split).
     final["train/loss"], final["train/accuracy"] = evaluate(model, splits.train_x, splits.train_y, chunk, spec.precision)
+    if "test/accuracy" not in final:  # test_eval=reported and a patience stop before the last step
+        final["test/loss"], final["test/accuracy"] = evaluate(model, splits.test_x, splits.test_y, chunk, spec.precision)
     at_best = dict(tracker.at_best)
     final_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     model.load_state_dict(best_state)
     at_best["train/loss"], at_best["train/accuracy"] = evaluate(model, splits.train_x, splits.train_y, chunk, spec.precision)
+    if "test/accuracy" not in at_best:
+        at_best["test/loss"], at_best["test/accuracy"] = evaluate(model, splits.test_x, splits.test_y, chunk, spec.precision)
     model.load_state_dict(final_state)
     if progress:
         progress.close()
