@@ -416,8 +416,8 @@ def plot_at_init(store: str | Path, experiment: str, out=None, rows=None) -> lis
             paths += mask_plots.plot_overlap(overlap, out / f"overlap_{branch}", "LTH", family_label(branch))
     deepest = max((r["level"] for r in rows if r["family"] in ("snip", "isnip") and r["trial"] == 0), default=None)
     if deepest is not None:
-        level = _root(store, name) / "trial_0" / f"level_{deepest}"
-        found = {family_label(fam): level / branch / "mask.npz"
+        level = layout.level_dir(layout.trial_dir(_root(store, name), 0), deepest)
+        found = {family_label(fam): level / branch / layout.MASK
                  for fam, branch in (("ticket", "main"), ("snip", "snip"), ("isnip", "isnip"))}
         found = {label: masks.load_mask(path) for label, path in found.items() if path.is_file()}
         paths += mask_plots.plot_lpr(found, out / f"lpr_level{deepest}")

@@ -137,7 +137,7 @@ class Lottery:
         trial's theta_0, then ``flip_rounds`` IMP rounds on it (pruning rule of the experiment, reset to
         theta_0), in ``trial_<t>/flip_<source>/level_<j>/main``; flip level j is prune iteration j+1."""
         exp = self.exp
-        fdir = layout.trial_dir(self.root, trial) / f"flip_{source}"
+        fdir = layout.flip_dir(layout.trial_dir(self.root, trial), source)
         find = exp.train_spec(trial)
         mask = ~ticket
         for level in range(exp.lottery.flip_rounds + 1):
@@ -174,7 +174,7 @@ class Lottery:
         theta0 = load_torch(level0 / layout.INIT)
         for p in self.exp.lottery.oneshot:
             pspec = replace(self.exp.pruning, conv_rate=p, fc_rate=p, output_rate=-1.0, global_rate=p)
-            odir = tdir / f"oneshot_{p:g}"
+            odir = layout.oneshot_dir(tdir, p)
             mask = self._mask_for(odir, level0, self._full_mask(), pspec)
             start, state = self._ticket_start(level0, theta0)
             ticket = Branch("main", self.exp.train_spec(trial, self.exp.evaluation), mask, state, start)

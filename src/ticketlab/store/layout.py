@@ -3,7 +3,9 @@
     <store>/index.sqlite                      queryable index of finished jobs (rebuildable from summaries)
     <store>/<kind>-<hash>/spec.json           the experiment's full hyperparameters, readable
     <store>/<kind>-<hash>/...                 one job directory (a single training run), or for a
-                                              lottery: trial_<t>/level_<k>/<branch>/ job directories
+                                              lottery: trial_<t>/level_<k>/<branch>/ job directories,
+                                              trial_<t>/oneshot_<p>/<branch>/ and the LTH_flip chains
+                                              trial_<t>/flip_<k>/level_<j>/main/
 A job directory holds:
     spec.json        what this job trains (spec, mask hash, init source)
     init.pt          theta_0 of this job (state dict)
@@ -47,3 +49,12 @@ def trial_dir(experiment: Path, trial: int) -> Path:
 
 def level_dir(trial: Path, level: int) -> Path:
     return Path(trial) / f"level_{level}"
+
+
+def oneshot_dir(trial: Path, fraction: float) -> Path:
+    return Path(trial) / f"oneshot_{fraction:g}"
+
+
+def flip_dir(trial: Path, level: int) -> Path:
+    """The LTH_flip chain grown from the complement of level ``level``'s ticket."""
+    return Path(trial) / f"flip_{level}"
