@@ -128,3 +128,29 @@ def test_masked_training_records_pm(tmp_path):
     assert summary["mask_hash"] == mask.hash()
     assert math.isclose(summary["pm"], 100 * mask.count() / summary["weights_total"])
     assert summary["run_id"] != api.train(spec, tmp_path)["run_id"]
+
+
+def test_progress_lines_for_logs_and_workers(monkeypatch):
+    """A file or pipe gets plain lines at most every LINE_SECONDS (first after one period), a final
+    line when forced, no carriage returns; disabled progress writes nothing."""
+    import io
+    from ticketlab.train import progress as progress_module
+    clock = [0.0]
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: clock[0])
+    out = io.StringIO()
+    bar = progress_module.Progress("trial=0 x4", 1000, enabled="lines", stream=out)
+    for step in range(0, 1000, 50):
+        clock[0] = step * 0.1          # 10 steps per second: 100 s in all
+        bar.update(step, "val acc 0.9")
+    bar.update(1000, "val acc 0.95", force=True)
+    bar.close()
+    lines = out.getvalue().splitlines()
+    assert "\r" not in out.getvalue() and 1 <= len(lines) <= 3
+    assert lines[-1].startswith("trial=0 x4: 1000/1000") and "val acc 0.95" in lines[-1]
+    silent = io.StringIO()
+    quiet = progress_module.Progress("x", 10, enabled=False, stream=silent)
+    quiet.update(10, force=True)
+    quiet.close()
+    assert silent.getvalue() == ""
+    monkeypatch.setenv("CI", "true")
+    assert not progress_module.Progress("x", 10, stream=io.StringIO()).enabled

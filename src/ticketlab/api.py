@@ -45,7 +45,7 @@ def load_splits(data_spec, data_dir: str | None = None, device: str = "cpu") -> 
 
 
 def train(spec: TrainSpec, store: str | Path, *, mask: Mask | None = None, data_dir: str | None = None,
-          device: str = "cpu", progress: bool | None = None, checkpoint_seconds: float = 60.0) -> dict:
+          device: str = "cpu", progress: bool | str | None = None, checkpoint_seconds: float = 60.0) -> dict:
     """Train one network (dense, or under ``mask``) in the store; returns its summary.
 
     The run is named by the hash of its non-default hyperparameters (and the mask's hash), so the
@@ -92,7 +92,7 @@ def make_experiment(model: str | None = None, preset: str | None = None,
 
 
 def lottery(exp: LotteryExperimentSpec, store: str | Path, *, data_dir: str | None = None, device: str = "cpu",
-            progress: bool | None = None, workers: int = 1, checkpoint_seconds: float = 60.0,
+            progress: bool | str | None = None, workers: int = 1, checkpoint_seconds: float = 60.0,
             trials: list[int] | None = None, log=print, batch_models: int = 0, engine: str = "auto") -> Path:
     """Run (or resume, or just find) a lottery experiment; returns its folder in the store.
 
@@ -107,7 +107,9 @@ def lottery(exp: LotteryExperimentSpec, store: str | Path, *, data_dir: str | No
         groups = [trials[i::workers] for i in range(min(workers, len(trials)))]
         context = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(len(groups), mp_context=context, initializer=_worker_init) as pool:
-            futures = [pool.submit(lottery, exp, store, data_dir=data_dir, device=device, progress=False,
+            # workers share the terminal: plain progress lines, not bars redrawn over each other
+            worker_progress = "lines" if progress is None or progress is True else progress
+            futures = [pool.submit(lottery, exp, store, data_dir=data_dir, device=device, progress=worker_progress,
                                    checkpoint_seconds=checkpoint_seconds, trials=group, batch_models=batch_models,
                                    engine=engine)
                        for group in groups]

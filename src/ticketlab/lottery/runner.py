@@ -56,7 +56,7 @@ def experiment_name(exp: LotteryExperimentSpec) -> str:
 class Lottery:
     """One lottery experiment in the store (``<store>/lottery-<hash>/``)."""
 
-    def __init__(self, exp: LotteryExperimentSpec, store: Path, splits: Splits, *, progress: bool | None = None,
+    def __init__(self, exp: LotteryExperimentSpec, store: Path, splits: Splits, *, progress: bool | str | None = None,
                  checkpoint_seconds: float = 60.0, log=print, batch_models: int = 0, engine: str = "auto"):
         self.exp, self.store, self.splits = exp, Path(store), splits
         self.name = experiment_name(exp)

@@ -364,7 +364,7 @@ class JobEntry(NamedTuple):
 
 
 def run_jobs_batched(entries: Sequence[JobEntry | tuple], splits: Splits, *, store: Path | None = None,
-                     progress: bool | None = None, checkpoint_seconds: float = 60.0, engine: str = "auto") -> list[dict]:
+                     progress: bool | str | None = None, checkpoint_seconds: float = 60.0, engine: str = "auto") -> list[dict]:
     """``run_job`` for every entry, training the unfinished jobs in as few batches as possible; returns the
     summaries in entry order. Finished jobs (summary.json) are skipped; every other job directory is locked
     (in path order, so two processes with overlapping sets cannot deadlock), prepared and finished exactly

@@ -41,7 +41,7 @@ def weight_counts(model: models.Model, mask: Mask) -> tuple[int, int]:
 
 def run_job(job: Path, spec: TrainSpec, splits: Splits, *, mask: Mask | None = None,
             init_state: dict[str, torch.Tensor] | None = None, context: dict | None = None,
-            store: Path | None = None, progress: bool | None = None,
+            store: Path | None = None, progress: bool | str | None = None,
             checkpoint_seconds: float = 60.0, start_step: int = 0,
             report_steps: list[int] = ()) -> dict:
     """Train ``spec`` in directory ``job`` from ``init_state`` (default: the model's own init) under
