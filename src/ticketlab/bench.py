@@ -50,7 +50,7 @@ from ticketlab.spec import DataSpec, PruningSpec, apply_overrides
 from ticketlab.steps import Step
 from ticketlab.train.batched import train_batched
 from ticketlab.train.job import build_model
-from ticketlab.train.loop import train
+from ticketlab.train.loop import probe_forward, train
 
 BATCH = 60
 
@@ -199,14 +199,23 @@ def _level3_mask(model, pruning: PruningSpec, generator: torch.Generator) -> Mas
 
 
 def _rate(seconds_of: Callable[[int], float], short: int, long: int, repeats: int) -> float:
-    """Steps per second: the median over repeats of the slope between a short and a long run. A repeat whose
-    long run was not slower (timing noise swamped the difference) counts as none; if all do, NaN."""
+    """Steps per second: the median over repeats of the slope between a short and a long run. When the long
+    run was not slower (timing noise swamped the difference, e.g. on a loaded machine), the repeat is measured
+    again with twice the difference (still whole evaluation periods), up to ``_RETRIES`` times; a repeat that
+    never separates counts as none, and if none does the rate is NaN."""
     rates = []
     for _ in range(repeats):
-        t_short, t_long = seconds_of(short), seconds_of(long)
-        if t_long > t_short:
-            rates.append((long - short) / (t_long - t_short))
+        extra = long - short
+        for _ in range(_RETRIES + 1):
+            t_short, t_long = seconds_of(short), seconds_of(short + extra)
+            if t_long > t_short:
+                rates.append(extra / (t_long - t_short))
+                break
+            extra *= 2
     return statistics.median(rates) if rates else float("nan")
+
+
+_RETRIES = 3
 
 
 def _batched_lengths(w: Workload, short: int, long: int, repeats: int, k: int) -> tuple[int, int, int]:
@@ -227,18 +236,10 @@ def forward_flops(model: nn.Module, example: torch.Tensor) -> int:
     (dense: masked weights are multiplied like the others). Biases, activations and pooling are not counted."""
     counts = []
 
-    def count(m, _inputs, out):
+    def count(m, out):
         per_output = m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1] if isinstance(m, nn.Conv2d) else m.in_features
         counts.append(2 * out.numel() * per_output)
-    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    was_training = model.training
-    model.eval()
-    try:
-        model(example)
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
+    probe_forward(model, example, [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))], count)
     return sum(counts)
 
 

@@ -73,11 +73,10 @@ _EVAL_BYTES = 256 * 2 ** 20  # activation memory per evaluation chunk
 
 
 @torch.no_grad()
-def activation_elements(model: torch.nn.Module, example: torch.Tensor) -> int:
-    """Output elements of every leaf module for ``example`` (one eval-mode forward pass)."""
-    sizes = []
-    hooks = [m.register_forward_hook(lambda _m, _i, out: sizes.append(out.numel()))
-             for m in model.modules() if not list(m.children())]
+def probe_forward(model: torch.nn.Module, example: torch.Tensor, modules, record) -> None:
+    """One eval-mode forward pass of ``example`` calling ``record(module, output)`` after each of
+    ``modules``; hooks are removed and the model's train/eval mode restored afterwards."""
+    hooks = [m.register_forward_hook(lambda m, _inputs, out: record(m, out)) for m in modules]
     was_training = model.training
     model.eval()
     try:
@@ -86,6 +85,13 @@ def activation_elements(model: torch.nn.Module, example: torch.Tensor) -> int:
         for h in hooks:
             h.remove()
         model.train(was_training)
+
+
+def activation_elements(model: torch.nn.Module, example: torch.Tensor) -> int:
+    """Output elements of every leaf module for ``example`` (one eval-mode forward pass)."""
+    sizes = []
+    probe_forward(model, example, [m for m in model.modules() if not list(m.children())],
+                  lambda _m, out: sizes.append(out.numel()))
     return sum(sizes)
 
 
