@@ -35,7 +35,7 @@ from ticketlab.spec import LotteryExperimentSpec, PruningSpec, spec_hash, to_dic
 from ticketlab.steps import Step
 from ticketlab.store import layout
 from ticketlab.store.artifacts import load_torch, save_json
-from ticketlab.train.batched import JobEntry, models_that_fit, run_jobs_batched
+from ticketlab.train.batched import JobEntry, batch_capacity, model_bytes, run_jobs_batched
 
 
 class Item(NamedTuple):
@@ -66,6 +66,7 @@ class Lottery:
         self.engine = engine              # 'auto' (batched where it pays) or 'sequential' (the single loop, job by job)
         model = models.build(exp.model, splits.info.input_shape, splits.info.num_classes)
         self.infos = model.weight_info()
+        self.model_bytes = model_bytes(model, splits.train_x[:1])   # sizes the batches (batch_models=0)
         self.init_std = layer_init_std(model, exp.model)
         self.rewind_step = exp.lottery.rewind.iterations(len(splits.train_x) // exp.training.batch_size)
         self.needs_ticket_branch = exp.lottery.mode == "continue" or (exp.eval is not None and exp.eval != exp.training)
@@ -230,10 +231,10 @@ class Lottery:
 
     def _run_many(self, items: list[Item]) -> None:
         """Independent jobs trained together by the batched engine, at most ``batch_models`` at a time
-        (0: as many as ``models_that_fit`` the free memory)."""
+        (0: as many as ``batch_capacity`` finds room for in the memory free now)."""
         if not items:
             return
-        size = self.batch_models or models_that_fit(self.exp.model, self.splits)
+        size = self.batch_models or batch_capacity(self.model_bytes, self.splits.train_x.device)
         for i in range(0, len(items), size):
             group = items[i:i + size]
             finished = [(it.folder / it.branch.name / layout.SUMMARY).exists() for it in group]

@@ -326,15 +326,22 @@ _COPIES = 10           # fp32 copies per parameter: weights, grad, 2 Adam moment
 
 
 def models_that_fit(model_spec: ModelSpec, splits: Splits) -> int:
-    """How many models of ``model_spec`` one batch may hold: a quarter of the memory available now
-    (free GPU memory on CUDA, MemAvailable on Linux), at ``_COPIES`` fp32 copies of the parameters per
-    model plus one training batch's activations. Evaluation memory does not grow with K (the engine
-    divides its evaluation chunk by K). At least 1; unbounded (a large cap) when memory is unknown."""
+    """How many models of ``model_spec`` one batch may hold: ``batch_capacity`` of ``model_bytes``."""
     model = models.build(model_spec, splits.info.input_shape, splits.info.num_classes)
-    device = splits.train_x.device
+    return batch_capacity(model_bytes(model, splits.train_x[:1]), splits.train_x.device)
+
+
+def model_bytes(model: torch.nn.Module, example: torch.Tensor) -> int:
+    """Memory one model of a batch needs: ``_COPIES`` fp32 copies of its parameters plus one training
+    batch's activations (measured on ``example``, run on the CPU). Evaluation memory does not grow with
+    K (the engine divides its evaluation chunk by K)."""
     params = sum(p.numel() for p in model.parameters())
-    activations = activation_elements(model, splits.train_x[:1])
-    per_model = 4 * (_COPIES * params + 3 * 60 * activations)
+    return 4 * (_COPIES * params + 3 * 60 * activation_elements(model.cpu(), example.cpu()))
+
+
+def batch_capacity(per_model: int, device: torch.device) -> int:
+    """Models of ``per_model`` bytes that fit a quarter of the memory available when called (free GPU
+    memory on CUDA, MemAvailable on Linux); at least 1, a large cap when memory is unknown."""
     return max(1, int(_MEMORY_SHARE * _available_bytes(device)) // per_model)
 
 
