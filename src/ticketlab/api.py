@@ -119,8 +119,22 @@ def lottery(exp: LotteryExperimentSpec, store: str | Path, *, data_dir: str | No
         splits = load_splits(exp.data, str(data_dir) if data_dir else None, device)
         Lottery(exp, Path(store), splits, progress=progress, checkpoint_seconds=checkpoint_seconds, log=log,
                 batch_models=batch_models, engine=engine).run(trials)
+    return experiment_folder(exp, store)
+
+
+def experiment_folder(exp: LotteryExperimentSpec, store: str | Path) -> Path:
+    """Where ``exp`` lives (or will live) in the store: ``<store>/lottery-<hash>``."""
     from ticketlab.lottery.runner import experiment_name
     return layout.experiment_dir(Path(store), "lottery", experiment_name(exp))
+
+
+def lottery_status(target: LotteryExperimentSpec | str | Path, store: str | Path) -> dict:
+    """Which jobs of a lottery experiment are done, running, stopped part-way or not started (see
+    ``ticketlab.lottery.status``); ``target`` is a spec (nothing needs to have run) or a folder."""
+    from ticketlab.lottery import status
+    if isinstance(target, LotteryExperimentSpec):
+        return status.experiment_status(experiment_folder(target, store), target)
+    return status.experiment_status(Path(target))
 
 
 def _worker_init() -> None:

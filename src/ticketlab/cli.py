@@ -57,7 +57,16 @@ def _parser() -> argparse.ArgumentParser:
                    help="train at most K ready jobs together (default: as many as fit in a quarter of free memory)")
     p.add_argument("--checkpoint-seconds", type=float, default=60.0)
     p.add_argument("--plot", action="store_true", help="write the standard plots when done")
+    p.add_argument("--dry-run", action="store_true",
+                   help="train nothing: print the experiment ids and how many of their jobs are done (as `status`)")
     _add_common(p)
+
+    p = sub.add_parser("status", help="what lottery experiments have finished and what remains, without training")
+    p.add_argument("experiments", nargs="*", metavar="EXPERIMENT",
+                   help="lottery-<hash>, the hash, or its folder (default: every lottery experiment in the store)")
+    p.add_argument("--store", default=DEFAULT_STORE)
+    p.add_argument("--jobs", action="store_true", help="also list every unfinished job")
+    p.add_argument("--json", action="store_true", help="every planned job with its state, step and total")
 
     p = sub.add_parser("presets", help="the papers' experiments, ready to run")
     p.add_argument("--json", action="store_true")
@@ -176,6 +185,11 @@ def cmd_lottery(args) -> None:
     from ticketlab.spec import parse_set
     from ticketlab.analysis import lottery_tables
     experiments = api.make_experiments(args.model, args.preset, parse_set(args.set))
+    if args.dry_run:
+        from ticketlab.lottery import status
+        for exp in experiments:
+            print(status.format_status(status.experiment_status(api.experiment_folder(exp, args.store), exp)))
+        return
     for exp in experiments:
         root = api.lottery(exp, args.store, data_dir=args.data_dir, device=args.device, workers=args.workers,
                            checkpoint_seconds=args.checkpoint_seconds, batch_models=args.batch_models,
@@ -191,6 +205,38 @@ def cmd_lottery(args) -> None:
             from ticketlab.analysis import lottery_plots
             for path in lottery_plots.standard_plots(args.store, root.name):
                 print(f"plot: {path}")
+
+
+def cmd_status(args) -> None:
+    from ticketlab.lottery import status
+    store = Path(args.store)
+    if not store.is_dir():
+        raise TicketlabError(f"store {store} does not exist; pass the --store your experiments ran with")
+    roots = [_experiment_folder(store, target) for target in args.experiments] or status.experiments(store)
+    reports = [status.experiment_status(root) for root in roots]
+    if args.json:
+        print(json.dumps(reports, indent=2))
+        return
+    if not reports:
+        print(f"no lottery experiments in {store}")
+    for report in reports:
+        print(status.format_status(report))
+        if args.jobs:
+            for row in report["jobs"]:
+                if row["state"] != "done":
+                    total = f"/{row['total']:,}" if row["total"] else ""
+                    print(f"    {row['path']}: {row['state']} {row['step']:,}{total}")
+
+
+def _experiment_folder(store: Path, target: str) -> Path:
+    """A lottery experiment's folder from its name, hash or path."""
+    folder = Path(target)
+    if (folder / "spec.json").exists():
+        return folder
+    name = target if target.startswith("lottery-") else f"lottery-{target}"
+    if not (store / name).is_dir():
+        raise TicketlabError(f"no lottery experiment {target!r} in {store}; `ticketlab status --store {store}` lists them")
+    return store / name
 
 
 def cmd_presets(args) -> None:
@@ -284,7 +330,7 @@ def cmd_demo(args) -> None:
 COMMANDS = {"models": cmd_models, "schedule": cmd_schedule, "train": cmd_train, "lottery": cmd_lottery,
             "presets": cmd_presets, "results": cmd_results,
             "plot": cmd_plot, "bench": cmd_bench, "demo": cmd_demo, "masks": mask_cli.cmd_masks,
-            "tables": cmd_tables}
+            "tables": cmd_tables, "status": cmd_status}
 
 if __name__ == "__main__":
     sys.exit(main())

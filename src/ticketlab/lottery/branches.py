@@ -144,14 +144,30 @@ def iterative_snip(exp: LotteryExperimentSpec, ctx: LevelContext) -> Branch:
     return Branch("isnip", ctx.eval_spec, mask, ctx.theta0)
 
 
+def at_init_names(exp: LotteryExperimentSpec, level: int) -> list[str]:
+    """Names of the pruning-at-initialisation branches of a level (0: a one-shot context, all of them)."""
+    lot, names = exp.lottery, []
+    if lot.snip and (not lot.snip_levels or level in lot.snip_levels or level == 0):
+        names.append("snip")
+    if lot.iterative_snip and (not lot.iterative_snip_levels or level in lot.iterative_snip_levels or level == 0):
+        names.append("isnip")
+    return names
+
+
 def at_init(exp: LotteryExperimentSpec, ctx: LevelContext) -> list[Branch]:
     """The pruning-at-initialisation branches ([S4]) this level asks for (one-shot contexts: all)."""
-    lot, branches = exp.lottery, []
-    if lot.snip and (not lot.snip_levels or ctx.level in lot.snip_levels or ctx.level == 0):
-        branches.append(snip(exp, ctx))
-    if lot.iterative_snip and (not lot.iterative_snip_levels or ctx.level in lot.iterative_snip_levels or ctx.level == 0):
-        branches.append(iterative_snip(exp, ctx))
-    return branches
+    build = {"snip": snip, "isnip": iterative_snip}
+    return [build[name](exp, ctx) for name in at_init_names(exp, ctx.level)]
+
+
+def control_names(exp: LotteryExperimentSpec) -> list[str]:
+    """Names of the control branches of a level, in the order ``controls`` builds them."""
+    lot = exp.lottery
+    names = [f"reinit_{i}" for i in range(lot.reinits)]
+    names += [f"random_{mode}_{i}" for mode in lot.random_controls for i in range(lot.random_trials)]
+    names += [f"dm_reinit_{i}" for i in range(lot.dm_reinits)]
+    names += [f"noise_{c:g}" for c in lot.noise]
+    return names + (["prune_at_init"] if lot.prune_at_init else [])
 
 
 def controls(exp: LotteryExperimentSpec, ctx: LevelContext) -> list[Branch]:

@@ -1,0 +1,167 @@
+"""What a lottery experiment has finished and what remains, read from the store without training.
+
+A long experiment runs across sessions (kill, rerun the same command, it resumes); this answers "where
+is it?" without starting anything: every job the experiment's spec plans, each one `done` (its
+summary.json exists), `running` (another process holds its lock), `partial` (started, then stopped:
+the last logged step and the total) or `pending`, with counts of jobs and of training iterations.
+
+The plan mirrors runner.py's: per trial, levels 0..L of the IMP chain ('main'), then per level >= 1 the
+'ticket' branch (mode=continue or decoupled eval), the controls (branches.control_names) and the [S4]
+pruning-at-initialisation branches (branches.at_init_names); the LTH_flip chains; the one-shot fractions.
+tests/test_status.py checks it against the jobs a real run leaves behind.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ticketlab import TicketlabError
+from ticketlab.lottery.branches import at_init_names, control_names
+from ticketlab.spec import LotteryExperimentSpec, from_dict
+from ticketlab.store import layout
+from ticketlab.store.artifacts import load_json, locked
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    path: str                 # relative to the experiment folder: trial_0/level_3/reinit_1
+    trial: int
+    level: int
+    branch: str
+    kind: str = "lottery"     # lottery, flip, oneshot
+
+
+def planned_jobs(exp: LotteryExperimentSpec) -> list[PlannedJob]:
+    """Every job ``ticketlab lottery`` trains for ``exp``, in the order a single process reaches them."""
+    lot = exp.lottery
+    ticket = lot.mode == "continue" or (exp.eval is not None and exp.eval != exp.training)
+    jobs: list[PlannedJob] = []
+    for trial in range(lot.trials):
+        tdir = f"trial_{trial}"
+        for level in range(lot.levels + 1):
+            names = ["main"]
+            if level > 0:
+                names += ["ticket"] if ticket else []
+                if not lot.control_levels or level in lot.control_levels:
+                    names += control_names(exp)
+                names += at_init_names(exp, level)
+            jobs += [PlannedJob(f"{tdir}/level_{level}/{name}", trial, level, name) for name in names]
+        for source in lot.flip_levels:
+            if source <= lot.levels:
+                jobs += [PlannedJob(f"{tdir}/flip_{source}/level_{j}/main", trial, j, "main", "flip")
+                         for j in range(lot.flip_rounds + 1)]
+        for p in lot.oneshot:
+            for name in ["main", *control_names(exp), *at_init_names(exp, 0)]:
+                jobs.append(PlannedJob(f"{tdir}/oneshot_{p:g}/{name}", trial, 0, name, "oneshot"))
+    return jobs
+
+
+def _last_step(metrics: Path) -> int:
+    """The last step logged in a metrics.jsonl (0 if none): read from the end, so it is cheap."""
+    if not metrics.exists():
+        return 0
+    with open(metrics, "rb") as handle:
+        handle.seek(0, 2)
+        handle.seek(max(0, handle.tell() - 4096))
+        lines = handle.read().splitlines()
+    for line in reversed(lines):
+        try:
+            return int(json.loads(line)["step"])
+        except (ValueError, KeyError, TypeError):
+            continue  # a torn last line, or the chunk started mid-line
+    return 0
+
+
+def _is_locked(job: Path) -> bool:
+    if not (job / layout.LOCK).exists():
+        return False
+    try:
+        with locked(job / layout.LOCK, wait=False):
+            return False
+    except TicketlabError:
+        return True
+
+
+def _total_steps(job: Path, default: int | None) -> int | None:
+    """A job's planned iterations: from its spec.json when given in iterations, else ``default``."""
+    try:
+        steps = load_json(job / layout.SPEC)["spec"]["training"]["steps"]
+    except (OSError, ValueError, KeyError, TicketlabError):
+        return default
+    return int(steps[:-2]) if isinstance(steps, str) and steps.endswith("it") else default
+
+
+def experiment_status(root: Path, exp: LotteryExperimentSpec | None = None) -> dict:
+    """The state of every planned job of the experiment in ``root`` (a ``lottery-<hash>`` folder); its
+    spec is read from the folder unless given (an experiment not started yet has no folder)."""
+    root = Path(root)
+    meta = {}
+    if exp is None:
+        if not (root / layout.SPEC).exists():
+            raise TicketlabError(f"{root} is not a lottery experiment (no {layout.SPEC}); list the store's "
+                                 "experiments with `ticketlab status --store DIR`")
+        meta = load_json(root / layout.SPEC)
+        exp = from_dict(LotteryExperimentSpec, meta["spec"])
+    jobs, iterations_of = [], []
+    for planned in planned_jobs(exp):
+        job = root / planned.path
+        row = {"path": planned.path, "kind": planned.kind, "trial": planned.trial, "level": planned.level,
+               "branch": planned.branch}
+        if (job / layout.SUMMARY).exists():
+            summary = load_json(job / layout.SUMMARY)
+            row.update(state="done", step=summary["iterations"], total=summary["iterations"])
+            iterations_of.append(summary["iterations"])
+        elif job.exists():
+            row.update(state="running" if _is_locked(job) else "partial", step=_last_step(job / layout.METRICS))
+        else:
+            row.update(state="pending", step=0)
+        jobs.append(row)
+    typical = max(set(iterations_of), key=iterations_of.count) if iterations_of else None
+    for row in jobs:
+        if "total" not in row:
+            row["total"] = _total_steps(root / row["path"], None) or typical
+    counts = {state: sum(r["state"] == state for r in jobs) for state in ("done", "running", "partial", "pending")}
+    known = [r for r in jobs if r["total"] is not None]
+    return {"experiment": root.name, "data": meta.get("data", exp.data.dataset), "model": exp.model.name, "trials": exp.lottery.trials,
+            "levels": exp.lottery.levels, "jobs": jobs, "counts": counts, "planned": len(jobs),
+            "iterations_done": sum(min(r["step"], r["total"]) for r in known),
+            "iterations_planned": sum(r["total"] for r in known) if len(known) == len(jobs) else None}
+
+
+def experiments(store: Path) -> list[Path]:
+    """The lottery experiment folders of a store."""
+    return sorted(p for p in Path(store).glob("lottery-*") if (p / layout.SPEC).exists())
+
+
+def _progress(row: dict) -> str:
+    where = row["path"].split("/", 1)[1]
+    steps = f"{row['step']:,}/{row['total']:,}" if row["total"] else f"{row['step']:,}"
+    return f"{where} {steps}" + (" (running)" if row["state"] == "running" else "")
+
+
+def format_status(status: dict) -> str:
+    """A few lines per experiment: totals, then per trial the finished levels and the unfinished jobs."""
+    c, jobs = status["counts"], status["jobs"]
+    lines = [f"{status['experiment']}: {status['model']} on {status['data']}, {status['trials']} trials x "
+             f"{status['levels']} levels"]
+    done_it, planned_it = status["iterations_done"], status["iterations_planned"]
+    share = f" ({100 * done_it / planned_it:.0f}%)" if planned_it else ""
+    planned_text = f"{planned_it:,}" if planned_it else "?"
+    lines.append(f"  jobs {c['done']}/{status['planned']} done, {c['running']} running, {c['partial']} stopped "
+                 f"part-way, {c['pending']} not started; iterations {done_it:,}/{planned_text}{share}")
+    for trial in sorted({r["trial"] for r in jobs}):
+        rows = [r for r in jobs if r["trial"] == trial and r["kind"] == "lottery"]
+        finished = [lv for lv in sorted({r["level"] for r in rows})
+                    if all(r["state"] == "done" for r in rows if r["level"] == lv)]
+        prefix = 0
+        while prefix in finished:
+            prefix += 1
+        text = f"levels 0-{prefix - 1} done" if prefix else "no level done"
+        open_jobs = [r for r in jobs if r["trial"] == trial and r["state"] in ("running", "partial")]
+        busy = ", ".join(_progress(r) for r in open_jobs)
+        lines.append(f"  trial {trial}: {text}" + (f"; in progress: {busy}" if busy else ""))
+    if c["done"] == status["planned"]:
+        lines.append("  finished")
+    return "\n".join(lines)

@@ -1,0 +1,84 @@
+"""`ticketlab status` / `lottery --dry-run`: the planned jobs equal what a run leaves behind, and the
+states (done, running, stopped part-way, not started) are read correctly from the store."""
+
+import json
+
+import pytest
+
+from ticketlab import TicketlabError, api
+from ticketlab.cli import main
+from ticketlab.lottery import status
+from ticketlab.store import layout
+from ticketlab.store.artifacts import locked
+
+QUICK = {"data.dataset": "synthetic", "data.val_size": 200, "model.hidden": "32,16", "training.steps": "40it",
+         "training.eval_every": "20it", "lottery.levels": 2, "lottery.trials": 2, "lottery.reinits": 1}
+
+EVERYTHING = {**QUICK, "lottery.random_controls": "global,preserve_lpr", "lottery.dm_reinits": 1,
+              "lottery.noise": "1", "lottery.prune_at_init": True, "lottery.snip": "layer",
+              "lottery.iterative_snip": "layer", "lottery.iterative_snip_levels": "2", "lottery.oneshot": "0.5",
+              "lottery.flip_levels": "1", "lottery.flip_rounds": 1, "eval.lr": 0.002}
+
+
+def _finished(root):
+    return sorted(str(p.parent.relative_to(root)) for p in root.rglob(layout.SUMMARY))
+
+
+def test_the_plan_is_exactly_the_jobs_a_run_trains(tmp_path):
+    exp = api.make_experiment("lenet", overrides=EVERYTHING)
+    before = api.lottery_status(exp, tmp_path)
+    assert before["counts"] == {"done": 0, "running": 0, "partial": 0, "pending": before["planned"]}
+    root = api.lottery(exp, tmp_path, progress=False, log=lambda *a: None)
+    after = api.lottery_status(root, tmp_path)
+    assert sorted(j["path"] for j in after["jobs"]) == _finished(root)
+    assert after["counts"]["done"] == after["planned"] == before["planned"]
+    assert after["iterations_done"] == after["iterations_planned"] == 40 * after["planned"]
+    # every kind of branch is in the plan, so the test covers each naming rule
+    branches = {j["branch"] for j in after["jobs"]}
+    assert {"main", "ticket", "reinit_0", "random_global_0", "random_preserve_lpr_0", "dm_reinit_0", "noise_1",
+            "prune_at_init", "snip", "isnip"} <= branches
+    assert {j["kind"] for j in after["jobs"]} == {"lottery", "flip", "oneshot"}
+
+
+def test_states_of_unfinished_jobs(tmp_path):
+    exp = api.make_experiment("lenet", overrides=QUICK)
+    root = api.lottery(exp, tmp_path, progress=False, log=lambda *a: None)
+    stopped, busy = root / "trial_0/level_2/reinit_0", root / "trial_1/level_2/main"
+    for job in (stopped, busy):
+        (job / layout.SUMMARY).unlink()
+    lines = [json.dumps({"step": s, "name": "val/loss", "value": 1.0}) for s in (0, 20)]
+    (stopped / layout.METRICS).write_text("\n".join(lines) + '\n{"step": 4')  # a torn last line
+    with locked(busy / layout.LOCK):
+        report = status.experiment_status(root)
+        text = status.format_status(report)
+    rows = {j["path"]: j for j in report["jobs"]}
+    assert rows["trial_0/level_2/reinit_0"]["state"] == "partial" and rows["trial_0/level_2/reinit_0"]["step"] == 20
+    assert rows["trial_1/level_2/main"]["state"] == "running" and rows["trial_1/level_2/main"]["total"] == 40
+    assert report["counts"] == {"done": report["planned"] - 2, "running": 1, "partial": 1, "pending": 0}
+    assert "trial 0: levels 0-1 done; in progress: level_2/reinit_0 20/40" in text
+    assert "level_2/main 40/40 (running)" in text and "finished" not in text
+
+
+def test_cli_status_and_dry_run(tmp_path, capsys):
+    args = ["--set", "data.dataset=synthetic", "--set", "data.val_size=200", "--set", "model.hidden=32,16",
+            "--set", "training.steps=40it", "--set", "training.eval_every=20it", "--set", "lottery.levels=1",
+            "--set", "lottery.reinits=1", "--store", str(tmp_path)]
+    assert main(["lottery", *args, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "jobs 0/3 done" in out and "3 not started" in out
+    assert not list(tmp_path.glob("lottery-*"))  # a dry run creates nothing
+    assert main(["lottery", *args]) == 0
+    name = next(tmp_path.glob("lottery-*")).name
+    capsys.readouterr()
+    assert main(["status", "--store", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"{name}: lenet on synthetic, 1 trials x 1 levels" in out and "jobs 3/3 done" in out and "finished" in out
+    assert main(["status", name.removeprefix("lottery-"), "--store", str(tmp_path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["counts"]["done"] == 3
+    assert main(["status", "nope", "--store", str(tmp_path)]) == 2
+    assert "ticketlab status --store" in capsys.readouterr().err
+
+
+def test_status_of_a_folder_that_is_no_experiment(tmp_path):
+    with pytest.raises(TicketlabError, match="not a lottery experiment"):
+        status.experiment_status(tmp_path)
