@@ -117,12 +117,12 @@ def test_conv2_fallback_follows_the_single_loop(engine):
         assert got.final["val/loss"] == pytest.approx(ref.final["val/loss"], rel=1e-4)
 
 
-def _entries(tmp_path, spec, splits, k=3, steps="100it"):
+def _entries(tmp_path, spec, splits, k=3, steps="100it", density=0.5):
     spec = replace(spec, training=replace(spec.training, steps=Step.parse(steps)))
     out = []
     for i, s in enumerate(variants(spec, k)):
         model = model_for(spec, splits, i)
-        out.append(JobEntry(tmp_path / f"job{i}", replace(spec, training=s), random_mask(model, 0.5, seed=i),
+        out.append(JobEntry(tmp_path / f"job{i}", replace(spec, training=s), random_mask(model, density, seed=i),
                             model.state_dict(), {"branch": f"b{i}", "trial": 0, "level": 1}))
     return out
 
@@ -275,3 +275,111 @@ def test_test_eval_reported_gives_the_same_reported_numbers(tmp_path, patience):
         assert runs["every"][0].stopped_early
     logged = read_metrics(tmp_path / "reported" / layout.METRICS)
     assert len(logged["val/accuracy"]) > 2 and [s for s, _ in logged.get("test/accuracy", [])] in ([], [200])
+
+
+# ----------------------------------------------------------------------------- sparse layers
+
+def test_block_sparse_matmul_equals_the_masked_dense_product_and_its_gradients():
+    from ticketlab.train.stacked import _BlockSparseMatmul, _Pattern
+    g = torch.Generator().manual_seed(0)
+    mask = (torch.rand(3, 7, 5, generator=g) < 0.4).double()
+    stack = (torch.randn(3, 7, 5, generator=g, dtype=torch.float64) * mask).requires_grad_()
+    h = torch.randn(3, 6, 7, generator=g, dtype=torch.float64, requires_grad=True)
+    pattern = _Pattern(mask)
+    values = stack.detach().reshape(-1)[pattern.flat].requires_grad_()
+    assert len(values) == int(mask.sum()) and 0 < len(values) < mask.numel()
+    y = _BlockSparseMatmul.apply(h, values, pattern)
+    reference = torch.bmm(h, stack)
+    assert torch.allclose(y, reference, atol=1e-12, rtol=0)
+    upstream = torch.randn(y.shape, generator=g, dtype=torch.float64)
+    got, want = torch.autograd.grad(y, (h, values), upstream), torch.autograd.grad(reference, (h, stack), upstream)
+    assert torch.allclose(got[0], want[0], atol=1e-12, rtol=0)
+    assert torch.allclose(got[1], want[1].reshape(-1)[pattern.flat], atol=1e-12, rtol=0)
+    # model k's kept weights are values[offsets[k]:offsets[k+1]], at pattern.local within its [in, out]
+    for k in range(3):
+        a, b = pattern.offsets[k], pattern.offsets[k + 1]
+        assert torch.equal(stack.detach()[k].reshape(-1)[pattern.local[a:b]], values.detach()[a:b])
+
+
+def _count_sparse_calls(monkeypatch):
+    from ticketlab.train import stacked
+    calls = []
+    real = stacked._BlockSparseMatmul.apply
+    monkeypatch.setattr(stacked._BlockSparseMatmul, "apply", lambda *a: calls.append(1) or real(*a))
+    return calls
+
+
+def test_sparse_layers_follow_the_single_loop(tmp_path, monkeypatch):
+    spec = quick_spec(**OPTIMIZERS["adam+wd"])
+    splits = api.load_splits(spec.data)
+    specs = variants(spec, 3)
+    masks = [random_mask(model_for(spec, splits, 0), 0.06, seed=i) for i in range(3)]
+    singles = [model_for(spec, splits, i) for i in range(3)]
+    for model, mask, s in zip(singles, masks, specs):
+        train(model, mask, splits, s)
+    calls = _count_sparse_calls(monkeypatch)
+    batched = [model_for(spec, splits, i) for i in range(3)]
+    train_batched(batched, masks, splits, specs, sparse_below=0.1)
+    assert calls  # the sparse path ran
+    for single, model, mask in zip(singles, batched, masks):
+        a, b = single.state_dict(), model.state_dict()
+        assert all(torch.allclose(a[n], b[n], atol=1e-5, rtol=0) for n in a)
+        assert all(torch.all(b[n][~mask[n]] == 0) for n in mask)
+
+
+def test_sparse_trajectories_do_not_depend_on_batch_mates(monkeypatch):
+    spec = quick_spec()
+    splits = api.load_splits(spec.data)
+    calls = _count_sparse_calls(monkeypatch)
+
+    def first_model_after(seeds):
+        models = [build_model(replace(spec, model=replace(spec.model, init_seed=s)), splits) for s in seeds]
+        masks = [random_mask(m, 0.05, seed=s) for s, m in zip(seeds, models)]
+        train_batched(models, masks, splits, [replace(spec.training, data_seed=s) for s in seeds])
+        return dict(models[0].named_parameters())
+
+    in_three = first_model_after([0, 1, 2])
+    for mates in ([0], [0, 2]):
+        alone = first_model_after(mates)
+        assert all(torch.equal(alone[n], in_three[n]) for n in alone), mates
+    assert calls
+
+
+def test_models_on_sparse_and_dense_paths_train_in_separate_batches(tmp_path, monkeypatch):
+    from ticketlab.train import batched as engine
+    spec = quick_spec()
+    splits = api.load_splits(spec.data)
+    entries = _entries(tmp_path, spec, splits, k=3)
+    entries[2] = entries[2]._replace(mask=random_mask(model_for(spec, splits, 2), 0.05, seed=2))
+    sizes = []
+    real = engine.train_batched
+    monkeypatch.setattr(engine, "train_batched", lambda models, *a, **k: sizes.append(len(models)) or real(models, *a, **k))
+    run_jobs_batched(entries, splits)
+    assert sorted(sizes) == [1, 2]
+    assert engine.sparse_layers(entries[2].mask, 0.1) and not engine.sparse_layers(entries[0].mask, 0.1)
+    assert engine.sparse_layers(entries[2].mask, 0.0) == ()
+
+
+def test_a_sparse_batch_resumes_bit_identically_and_writes_dense_files(tmp_path, crash_at, monkeypatch):
+    spec = quick_spec(**OPTIMIZERS["adam+wd"])
+    splits = api.load_splits(spec.data)
+    calls = _count_sparse_calls(monkeypatch)
+    run_jobs_batched(_entries(tmp_path / "a", spec, splits, density=0.05), splits)
+    with crash_at(70), pytest.raises(RuntimeError):
+        run_jobs_batched(_entries(tmp_path / "b", spec, splits, density=0.05), splits, checkpoint_seconds=0)
+    entries = _entries(tmp_path / "b", spec, splits, density=0.05)
+    resume = load_torch(entries[0].job / layout.RESUME)
+    moments = resume["optimizer"]["state"]
+    assert calls and resume["step"] == 60 and all(resume["model"][n].shape == entries[0].init_state[n].shape
+                                                  for n in resume["model"])
+    # the single loop's layout: dense tensors, Adam moments exactly zero where pruned
+    names = list(resume["model"])
+    for i, name in enumerate(names):
+        if name in entries[0].mask:
+            pruned = ~entries[0].mask[name]
+            assert torch.all(resume["model"][name][pruned] == 0) and torch.all(moments[i]["exp_avg_sq"][pruned] == 0)
+            assert moments[i]["exp_avg_sq"].shape == resume["model"][name].shape
+    run_jobs_batched(entries, splits)
+    for e in entries:
+        a, b = load_torch(tmp_path / "a" / e.job.name / layout.FINAL), load_torch(e.job / layout.FINAL)
+        assert all(torch.equal(a[n], b[n]) for n in a)

@@ -93,12 +93,14 @@ def make_experiment(model: str | None = None, preset: str | None = None,
 
 def lottery(exp: LotteryExperimentSpec, store: str | Path, *, data_dir: str | None = None, device: str = "cpu",
             progress: bool | str | None = None, workers: int = 1, checkpoint_seconds: float = 60.0,
-            trials: list[int] | None = None, log=print, batch_models: int = 0, engine: str = "auto") -> Path:
+            trials: list[int] | None = None, log=print, batch_models: int = 0, engine: str = "auto",
+            sparse_below: float | None = None) -> Path:
     """Run (or resume, or just find) a lottery experiment; returns its folder in the store.
 
     ``workers`` > 1 spreads the trials over that many processes, one thread each; ``batch_models`` caps
     how many ready jobs the batched engine trains at once (0: as many as fit in memory); ``engine="sequential"``
-    trains every job through the single loop instead."""
+    trains every job through the single loop instead; Lenet layers keeping less than ``sparse_below``
+    (default ``train.batched.SPARSE_BELOW``; 0: never) of their weights train with sparse matmuls."""
     from ticketlab.lottery.runner import Lottery
     trials = list(range(exp.lottery.trials)) if trials is None else trials
     if workers > 1 and len(trials) > 1:
@@ -111,14 +113,15 @@ def lottery(exp: LotteryExperimentSpec, store: str | Path, *, data_dir: str | No
             worker_progress = "lines" if progress is None or progress is True else progress
             futures = [pool.submit(lottery, exp, store, data_dir=data_dir, device=device, progress=worker_progress,
                                    checkpoint_seconds=checkpoint_seconds, trials=group, batch_models=batch_models,
-                                   engine=engine)
+                                   engine=engine, sparse_below=sparse_below)
                        for group in groups]
             for future in futures:
                 future.result()
     else:
         splits = load_splits(exp.data, str(data_dir) if data_dir else None, device)
+        sparse = {} if sparse_below is None else {"sparse_below": sparse_below}
         Lottery(exp, Path(store), splits, progress=progress, checkpoint_seconds=checkpoint_seconds, log=log,
-                batch_models=batch_models, engine=engine).run(trials)
+                batch_models=batch_models, engine=engine, **sparse).run(trials)
     return experiment_folder(exp, store)
 
 

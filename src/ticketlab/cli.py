@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="auto: the batched engine (Lenet stacked); sequential: every job through the single loop in turn")
     p.add_argument("--batch-models", type=int, default=0, metavar="K",
                    help="train at most K ready jobs together (default: as many as fit in a quarter of free memory)")
+    p.add_argument("--sparse-below", type=float, default=None, metavar="D",
+                   help="Lenet layers keeping less than this share of their weights train with sparse matmuls "
+                        "(default 0.1 on the CPU in fp32; 0: always dense)")
     p.add_argument("--checkpoint-seconds", type=float, default=60.0)
     p.add_argument("--plot", action="store_true", help="write the standard plots when done")
     p.add_argument("--dry-run", action="store_true",
@@ -193,7 +196,7 @@ def cmd_lottery(args) -> None:
     for exp in experiments:
         root = api.lottery(exp, args.store, data_dir=args.data_dir, device=args.device, workers=args.workers,
                            checkpoint_seconds=args.checkpoint_seconds, batch_models=args.batch_models,
-                           engine=args.engine)
+                           engine=args.engine, sparse_below=args.sparse_below)
         print(f"experiment {root.name} ({root})")
         print(lottery_tables.format_levels(lottery_tables.level_table(args.store, root.name)))
         if exp.lottery.flip_levels:

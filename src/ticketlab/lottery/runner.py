@@ -26,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
-from ticketlab import models
+from ticketlab import TicketlabError, models
 from ticketlab.data import Splits
 from ticketlab.lottery.branches import Branch, LevelContext, at_init, controls
 from ticketlab.models.init import layer_init_std
@@ -35,7 +35,7 @@ from ticketlab.spec import LotteryExperimentSpec, PruningSpec, spec_hash, to_dic
 from ticketlab.steps import Step
 from ticketlab.store import layout
 from ticketlab.store.artifacts import load_torch, save_json
-from ticketlab.train.batched import JobEntry, batch_capacity, model_bytes, run_jobs_batched
+from ticketlab.train.batched import SPARSE_BELOW, JobEntry, batch_capacity, model_bytes, run_jobs_batched
 
 
 class Item(NamedTuple):
@@ -57,13 +57,17 @@ class Lottery:
     """One lottery experiment in the store (``<store>/lottery-<hash>/``)."""
 
     def __init__(self, exp: LotteryExperimentSpec, store: Path, splits: Splits, *, progress: bool | str | None = None,
-                 checkpoint_seconds: float = 60.0, log=print, batch_models: int = 0, engine: str = "auto"):
+                 checkpoint_seconds: float = 60.0, log=print, batch_models: int = 0, engine: str = "auto",
+                 sparse_below: float = SPARSE_BELOW):
         self.exp, self.store, self.splits = exp, Path(store), splits
         self.name = experiment_name(exp)
         self.root = layout.experiment_dir(self.store, "lottery", self.name)
         self.progress, self.checkpoint_seconds, self.log = progress, checkpoint_seconds, log
         self.batch_models = batch_models  # jobs trained together by the batched engine (0: as many as fit in memory)
         self.engine = engine              # 'auto' (batched where it pays) or 'sequential' (the single loop, job by job)
+        self.sparse_below = sparse_below  # Lenet layers sparser than this train with sparse matmuls (0: never)
+        if not 0.0 <= sparse_below <= 1.0:
+            raise TicketlabError(f"sparse_below must be a share of weights in [0, 1] (0: always dense), got {sparse_below}")
         model = models.build(exp.model, splits.info.input_shape, splits.info.num_classes)
         self.infos = model.weight_info()
         self.model_bytes = model_bytes(model, splits.train_x[:1])   # sizes the batches (batch_models=0)
@@ -242,7 +246,8 @@ class Lottery:
             entries = [JobEntry(it.folder / it.branch.name, it.branch.spec, it.branch.mask, it.branch.init,
                                 self._context_of(it), it.branch.start_step, self._fixed_steps()) for it in group]
             summaries = run_jobs_batched(entries, self.splits, store=self.store, progress=self.progress,
-                                         checkpoint_seconds=self.checkpoint_seconds, engine=self.engine)
+                                         checkpoint_seconds=self.checkpoint_seconds, engine=self.engine,
+                                         sparse_below=self.sparse_below)
             for summary, done, it in zip(summaries, finished, group):
                 if not done:
                     self._report(summary, it, time.monotonic() - started)

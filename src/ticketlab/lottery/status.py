@@ -118,7 +118,8 @@ def experiment_status(root: Path, exp: LotteryExperimentSpec | None = None) -> d
         else:
             row.update(state="pending", step=0)
         jobs.append(row)
-    typical = max(set(iterations_of), key=iterations_of.count) if iterations_of else None
+    typical = (max(set(iterations_of), key=iterations_of.count) if iterations_of else
+               exp.training.steps.amount if exp.training.steps.unit == "it" else None)
     for row in jobs:
         if "total" not in row:
             row["total"] = _total_steps(root / row["path"], None) or typical

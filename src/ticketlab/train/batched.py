@@ -12,7 +12,12 @@ amplifies that a little. The store and the plots cannot tell the engines apart.
 Speed: ``ticketlab bench`` measures this engine at several K next to the single loop and a stock loop.
 
 Which engine trains a batch (``engine="auto"``):
-    Lenet (MLP)                 stacked ``baddbmm`` (StackedMLP); a batch of one gets a phantom twin (below)
+    Lenet (MLP)                 stacked ``baddbmm`` (StackedMLP); a batch of one gets a phantom twin (below).
+                                On the CPU in fp32, layers whose masks keep < ``sparse_below`` (default
+                                ``SPARSE_BELOW`` = 10%) of their weights use sparse matmuls instead (one
+                                block-diagonal CSR product forward, an SDDMM for the weight gradient):
+                                1.5-2.6x the dense stack at IMP levels 12-20 (docs/results/bench/sparse/),
+                                slower above ~10%. ``engine="mlp"`` keeps every layer dense.
     anything else               the single loop, model after model: on CPU, vmapping Conv-2 is 1.6x
                                 slower; BatchNorm buffers and dropout cannot follow the single loop under
                                 vmap at all. ``engine="vmap"`` forces StackedVmap for bufferless
@@ -58,6 +63,7 @@ from ticketlab.train.stacked import (Stacked, StackedMLP, StackedOptimizer, Stac
                                      vmap_supported)
 
 MAY_DIFFER = frozenset({"lr", "weight_decay", "decoupled_weight_decay", "data_seed"})
+SPARSE_BELOW = 0.15  # Lenet layers keeping less than this share of weights train with sparse matmuls (CPU, fp32)
 ENGINES = ("auto", "mlp", "vmap", "sequential")
 
 
@@ -106,7 +112,8 @@ def evaluate_batched(stacked: Stacked, x: torch.Tensor, y: torch.Tensor, chunk: 
 
 def train_batched(models: list[Model], masks: list[Mask | None], splits: Splits, specs: list[TrainingSpec], *,
                   jobs: list[Path | None] | None = None, augment: bool = False, progress: Progress | None = None,
-                  checkpoint_seconds: float = 60.0, start_step: int = 0, engine: str = "auto") -> list[TrainResult]:
+                  checkpoint_seconds: float = 60.0, start_step: int = 0, engine: str = "auto",
+                  sparse_below: float = SPARSE_BELOW) -> list[TrainResult]:
     """``train(models[k], masks[k], splits, specs[k], job=jobs[k], ...)`` for every k, in one batch.
 
     Each model ends at its final weights, as after ``train``; the results come in the order given.
@@ -143,7 +150,8 @@ def train_batched(models: list[Model], masks: list[Mask | None], splits: Splits,
         for slot in range(size):
             if placed[slot] is None:
                 placed[slot] = _twin(models[order[0]], masks[order[0]], specs[order[0]], jobs[order[0]], Path(scratch) / str(slot))
-        results = _train_stacked(*map(list, zip(*placed)), splits, kind, augment, progress, checkpoint_seconds, start_step)
+        results = _train_stacked(*map(list, zip(*placed)), splits, kind, augment, progress, checkpoint_seconds, start_step,
+                                 sparse_below if engine == "auto" else 0.0)
     return [results[slot_of[k]] for k in range(len(models))]
 
 
@@ -172,7 +180,8 @@ def _twin(model, mask, spec, job, scratch: Path):
     return copy.deepcopy(model), mask, spec, twin_job
 
 
-def _train_stacked(models, masks, specs, jobs, splits, kind, augment, progress, checkpoint_seconds, start_step):
+def _train_stacked(models, masks, specs, jobs, splits, kind, augment, progress, checkpoint_seconds, start_step,
+                   sparse_below):
     device, spec, count = splits.train_x.device, specs[0], len(models)
     samplers = [BatchSampler(len(splits.train_x), s.batch_size, s.data_seed, device=device) for s in specs]
     ipe = samplers[0].iterations_per_epoch
@@ -182,6 +191,8 @@ def _train_stacked(models, masks, specs, jobs, splits, kind, augment, progress, 
     schedules = [Schedule(s, ipe, total) for s in specs]
     stacked = (StackedMLP if kind == "mlp" else StackedVmap)(models)
     stacked_masks = stacked.masks(masks)
+    if kind == "mlp" and device.type == "cpu" and spec.precision == "fp32" and not spec.compile:
+        stacked.use_sparse(stacked_masks, sparse_below)
     optimizer = StackedOptimizer(stacked, specs, device)
     chunk = max(1, eval_chunk(models[0], splits.train_x) // count)   # the single loop's activation memory
     logs = [MetricLog(job / layout.METRICS if job else None) for job in jobs]
@@ -206,8 +217,9 @@ def _train_stacked(models, masks, specs, jobs, splits, kind, augment, progress, 
     for log in logs:  # the evaluation at a resumed step was logged before its checkpoint was saved
         log.truncate_after(start if resumed_at >= 0 else start - 1)
     params = list(stacked.params.values())
-    weights = [stacked.params[n] for n in stacked_masks]
-    mask_list = list(stacked_masks.values())
+    # sparse layers hold only their kept weights: nothing to mask there
+    weights = [stacked.params[n] for n in stacked_masks if n not in stacked.patterns]
+    mask_list = [m for n, m in stacked_masks.items() if n not in stacked.patterns]
 
     def zero_weights():
         if weights:
@@ -371,13 +383,15 @@ class JobEntry(NamedTuple):
 
 
 def run_jobs_batched(entries: Sequence[JobEntry | tuple], splits: Splits, *, store: Path | None = None,
-                     progress: bool | str | None = None, checkpoint_seconds: float = 60.0, engine: str = "auto") -> list[dict]:
+                     progress: bool | str | None = None, checkpoint_seconds: float = 60.0, engine: str = "auto",
+                     sparse_below: float = SPARSE_BELOW) -> list[dict]:
     """``run_job`` for every entry, training the unfinished jobs in as few batches as possible; returns the
     summaries in entry order. Finished jobs (summary.json) are skipped; every other job directory is locked
     (in path order, so two processes with overlapping sets cannot deadlock), prepared and finished exactly
     like ``run_job`` (same files, same summary keys; ``wall_seconds`` is the batch's time). Jobs share a
-    batch when their data, architecture and training specs allow it (``check_batchable``) and they start,
-    or resume, from the same step; anything else goes into another batch."""
+    batch when their data, architecture and training specs allow it (``check_batchable``), they start,
+    or resume, from the same step, and their masks put the same layers on sparse arithmetic
+    (``sparse_layers``); anything else goes into another batch."""
     entries = [JobEntry(*e) for e in entries]
     summaries = [load_json(e.job / layout.SUMMARY) if (Path(e.job) / layout.SUMMARY).exists() else None for e in entries]
     todo = [i for i, s in enumerate(summaries) if s is None]
@@ -398,14 +412,15 @@ def run_jobs_batched(entries: Sequence[JobEntry | tuple], splits: Splits, *, sto
                                         context=context), context)
             resume = Path(e.job) / layout.RESUME
             begin = ("resume", load_torch(resume)["step"]) if resume.exists() else ("start", e.start_step)
-            batches[(begin, _batch_key(e.spec, prepared[i][0]))].append(i)
-        for ((_, begin), _), batch in batches.items():
+            sparse = sparse_layers(prepared[i][1], sparse_below) if engine == "auto" else ()
+            batches[(begin, _batch_key(e.spec, prepared[i][0]), sparse)].append(i)
+        for ((_, begin), _, _), batch in batches.items():
             first = entries[batch[0]]
             label = " ".join(f"{k}={v}" for k, v in prepared[batch[0]][2].items() if k in ("trial", "level"))
             total = first.spec.training.steps.iterations(len(splits.train_x) // first.spec.training.batch_size)
             results = train_batched([prepared[i][0] for i in batch], [prepared[i][1] for i in batch], splits,
                                     [entries[i].spec.training for i in batch], jobs=[Path(entries[i].job) for i in batch],
-                                    augment=first.spec.data.augment, engine=engine,
+                                    augment=first.spec.data.augment, engine=engine, sparse_below=sparse_below,
                                     progress=Progress(f"{label} x{len(batch)}".strip(), total, enabled=progress),
                                     checkpoint_seconds=checkpoint_seconds, start_step=min(entries[i].start_step for i in batch))
             for i, result in zip(batch, results):
@@ -416,6 +431,15 @@ def run_jobs_batched(entries: Sequence[JobEntry | tuple], splits: Splits, *, sto
         for summary in summaries:
             index.record(store, summary)
     return summaries
+
+
+def sparse_layers(mask: Mask | None, below: float) -> tuple[str, ...]:
+    """The layers of ``mask`` that keep less than ``below`` of their weights: the stacked Lenet engine
+    trains them with sparse matmuls. A model's path depends on its own mask only, and models on different
+    paths never share a batch, so a model's bits still do not depend on its batch mates."""
+    if mask is None or below <= 0:
+        return ()
+    return tuple(name for name in mask if mask[name].float().mean().item() < below)
 
 
 def _batch_key(spec: TrainSpec, model: Model) -> tuple:

@@ -16,6 +16,8 @@ from model ``k``'s own ``state_dict``, so every file the engine writes loads int
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,7 +31,9 @@ from ticketlab.train.optim import build_optimizer, decoupled_decay
 
 
 class Stacked:
-    """Parameters of K models as leaves ``params[name]`` of shape ``[K, *stack_shape]``."""
+    """Parameters of K models as leaves ``params[name]`` of shape ``[K, *stack_shape]``, except the
+    layers in ``patterns`` (StackedMLP.use_sparse): those hold only their kept weights, model after model,
+    as one vector (``_Pattern`` maps it to and from the stacked layout)."""
 
     def __init__(self, models: list[Model]):
         self.template, self.k = models[0], len(models)
@@ -37,6 +41,33 @@ class Stacked:
         states = [m.state_dict() for m in models]
         self.params = {n: torch.stack([self.to_stack(n, s[n].detach()) for s in states]).requires_grad_()
                        for n in self.names}
+        self.patterns: dict[str, _Pattern] = {}
+
+    def part(self, name: str, t: torch.Tensor, k: int) -> torch.Tensor:
+        """Model ``k``'s part of ``t`` (a parameter, its gradient or an optimizer state shaped like it)."""
+        if name in self.patterns:
+            a, b = self.patterns[name].offsets[k], self.patterns[name].offsets[k + 1]
+            return t[a:b]
+        return t[k:k + 1]
+
+    def to_model(self, name: str, k: int, part: torch.Tensor) -> torch.Tensor:
+        """A ``part(name, ., k)`` in model ``k``'s own layout (kept weights scattered into zeros)."""
+        if name in self.patterns:
+            pattern = self.patterns[name]
+            dense = part.new_zeros(pattern.stack_shape[1:]).view(-1)
+            dense.index_copy_(0, pattern.local[pattern.offsets[k]:pattern.offsets[k + 1]], part)
+            part = dense.view(pattern.stack_shape[1:])
+        else:
+            part = part[0]
+        return self.from_stack(name, part).clone(memory_format=torch.contiguous_format)
+
+    def from_model(self, name: str, k: int, t: torch.Tensor) -> torch.Tensor:
+        """The inverse of ``to_model``: model ``k``'s tensor as its ``part``."""
+        t = self.to_stack(name, t)
+        if name in self.patterns:
+            pattern = self.patterns[name]
+            return t.reshape(-1)[pattern.local[pattern.offsets[k]:pattern.offsets[k + 1]]]
+        return t.unsqueeze(0)
 
     # per-model layout <-> stacked layout (identity here; StackedMLP transposes its weights)
     def to_stack(self, name: str, t: torch.Tensor) -> torch.Tensor:
@@ -47,13 +78,12 @@ class Stacked:
 
     def state(self, k: int) -> dict[str, torch.Tensor]:
         """Model ``k``'s ``state_dict`` (fresh contiguous copies, with the model's own names and shapes)."""
-        return {n: self.from_stack(n, p.detach()[k]).clone(memory_format=torch.contiguous_format)
-                for n, p in self.params.items()}
+        return {n: self.to_model(n, k, self.part(n, p.detach(), k)) for n, p in self.params.items()}
 
     @torch.no_grad()
     def load(self, k: int, state: dict[str, torch.Tensor]) -> None:
         for n, p in self.params.items():
-            p[k].copy_(self.to_stack(n, state[n]))
+            self.part(n, p, k).copy_(self.from_model(n, k, state[n].to(p.device, p.dtype)))
 
     def masks(self, masks: list[Mask | None]) -> dict[str, torch.Tensor]:
         """Float masks stacked like the parameters; a model without a mask (None) keeps everything."""
@@ -76,13 +106,93 @@ class Stacked:
         raise NotImplementedError
 
 
+# CSR support is marked beta; the patterns below are built here and valid by construction
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
+
+
+class _Pattern:
+    """The fixed sparsity pattern of one layer of K stacked models as a block-diagonal matrix: block k is
+    model k's weight ``[out, in]`` (the transpose of the stack's ``[in, out]``) kept where its mask is 1.
+    ``flat`` lists the kept entries' positions in the flattened stack in CSR order; ``t_*`` is the
+    transposed matrix's CSR, ``perm`` its entries' positions in ``flat``'s order."""
+
+    def __init__(self, mask: torch.Tensor):
+        k, n_in, n_out = mask.shape
+        kept = mask.permute(0, 2, 1) != 0                                # [K, out, in]: rows of the blocks
+        km, o, i = kept.nonzero(as_tuple=True)                           # row-major = CSR order
+        self.flat = km * (n_in * n_out) + i * n_out + o                  # into the [K, in, out] stack
+        self.shape, self.t_shape, self.stack_shape = (k * n_out, k * n_in), (k * n_in, k * n_out), mask.shape
+        self.crow = _crow(km * n_out + o, k * n_out)
+        self.col = km * n_in + i
+        position = torch.full(kept.shape, -1, dtype=torch.long, device=mask.device)
+        position[km, o, i] = torch.arange(len(km), device=mask.device)
+        kt, it, ot = (mask != 0).nonzero(as_tuple=True)                  # [K, in, out] row-major = transposed CSR
+        self.perm = position[kt, ot, it]
+        self.t_crow = _crow(kt * n_in + it, k * n_in)
+        self.t_col = kt * n_out + ot
+        self.zeros = torch.zeros(len(km), dtype=mask.dtype, device=mask.device)
+        self.local = self.flat - km * (n_in * n_out)                     # within model km's [in, out]
+        self.offsets = _crow(km, k).tolist()                             # model k's entries: offsets[k]:offsets[k+1]
+
+
+def _crow(rows: torch.Tensor, n_rows: int) -> torch.Tensor:
+    counts = torch.bincount(rows, minlength=n_rows)
+    return torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+
+
+class _BlockSparseMatmul(torch.autograd.Function):
+    """Model k's ``h[k] @ W_k`` for ``h`` [K, B, in], where ``values`` holds the kept entries of the K
+    weights ``[in, out]`` in the pattern's order: one CSR matmul of the block-diagonal weight forward, one
+    for the input gradient, and a sampled matmul (SDDMM) for the gradient of the kept entries only."""
+
+    @staticmethod
+    def forward(ctx, h, values, pattern):
+        k, b, n_in = h.shape
+        x = h.transpose(1, 2).reshape(k * n_in, b)                      # model k's inputs^T, stacked
+        y = torch.sparse_csr_tensor(pattern.crow, pattern.col, values, pattern.shape, check_invariants=False) @ x
+        ctx.save_for_backward(x, values)
+        ctx.pattern = pattern
+        return y.view(k, -1, b).transpose(1, 2)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, values = ctx.saved_tensors
+        pattern = ctx.pattern
+        k, b, n_out = grad.shape
+        g = grad.transpose(1, 2).reshape(k * n_out, b)
+        grad_h = None
+        if ctx.needs_input_grad[0]:
+            w_t = torch.sparse_csr_tensor(pattern.t_crow, pattern.t_col, values.index_select(0, pattern.perm),
+                                          pattern.t_shape, check_invariants=False)
+            grad_h = (w_t @ g).view(k, -1, b).transpose(1, 2)
+        empty = torch.sparse_csr_tensor(pattern.crow, pattern.col, pattern.zeros, pattern.shape, check_invariants=False)
+        grad_values = torch.sparse.sampled_addmm(empty, g, x.t(), beta=0.0).values()
+        return grad_h, grad_values, None
+
+
 class StackedMLP(Stacked):
-    """Lenet: ``hidden.{i}`` and ``output`` linear layers with ReLU, on flattened inputs."""
+    """Lenet: ``hidden.{i}`` and ``output`` linear layers with ReLU, on flattened inputs.
+
+    ``use_sparse(masks, below)`` switches the layers whose masks keep less than ``below`` of their
+    weights in every model to sparse storage and arithmetic: the parameter becomes the vector of kept
+    weights (so the optimizer steps only those), the matmuls are ``_BlockSparseMatmul``. States and
+    optimizer states still come out in each model's own dense layout, with zeros where pruned."""
 
     def __init__(self, models: list[Model]):
         super().__init__(models)
         self.layers = [(f"{name}.weight", f"{name}.bias") for name, m in self.template.named_modules()
                        if isinstance(m, nn.Linear)]
+
+    def use_sparse(self, masks: dict[str, torch.Tensor], below: float) -> list[str]:
+        """Sparse storage and arithmetic for each layer whose stacked mask keeps < ``below`` of its weights
+        in every model; call before building the optimizer. Returns those layers."""
+        for name, m in masks.items():
+            if below > 0 and float(m.flatten(1).mean(1).max()) < below:
+                pattern = _Pattern(m)
+                values = self.params[name].detach().reshape(-1).index_select(0, pattern.flat)
+                self.params[name] = values.clone().requires_grad_()
+                self.patterns[name] = pattern
+        return list(self.patterns)
 
     def to_stack(self, name: str, t: torch.Tensor) -> torch.Tensor:
         return t.t() if name.endswith(".weight") else t.unsqueeze(0)   # bias [1, out] broadcasts over B
@@ -93,7 +203,10 @@ class StackedMLP(Stacked):
     def _layers(self, h: torch.Tensor) -> torch.Tensor:
         last = len(self.layers) - 1
         for i, (w, b) in enumerate(self.layers):
-            h = torch.baddbmm(self.params[b], h, self.params[w])
+            if w in self.patterns:
+                h = _BlockSparseMatmul.apply(h, self.params[w], self.patterns[w]) + self.params[b]
+            else:
+                h = torch.baddbmm(self.params[b], h, self.params[w])
             if i < last:
                 h = torch.relu(h)
         return h
@@ -150,7 +263,7 @@ class StackedOptimizer:
     def __init__(self, stacked: Stacked, specs: list[TrainingSpec], device: torch.device):
         self.stacked, self.specs = stacked, specs
         self.ranges: list[tuple[int, int]] = [(k, k + 1) for k in range(len(specs))]
-        self.views = [[p.detach()[a:b] for p in stacked.params.values()] for a, b in self.ranges]
+        self.views = [[stacked.part(n, p.detach(), a) for n, p in stacked.params.items()] for a, _ in self.ranges]
         parts = [build_optimizer(specs[a], views, device) for (a, _), views in zip(self.ranges, self.views)]
         self.optimizer = parts[0]
         for part in parts[1:]:
@@ -159,23 +272,21 @@ class StackedOptimizer:
     @torch.no_grad()
     def step(self, lrs: list[float]) -> None:
         """One step with ``lrs[g]`` for group g; the stacked gradients must be set and masked."""
-        grads = [p.grad for p in self.stacked.params.values()]
+        grads = [(n, p.grad) for n, p in self.stacked.params.items()]
         for (a, b), views, group, lr in zip(self.ranges, self.views, self.optimizer.param_groups, lrs):
             group["lr"] = lr
-            for view, grad in zip(views, grads):
-                view.grad = grad[a:b]
+            for view, (name, grad) in zip(views, grads):
+                view.grad = self.stacked.part(name, grad, a)
             decoupled_decay(self.specs[a], views, lr)
         self.optimizer.step()
 
     def state(self, k: int) -> dict:
         """Model ``k``'s optimizer state in the format of ``build_optimizer(spec, model.parameters())``."""
         g = next(i for i, (a, b) in enumerate(self.ranges) if a <= k < b)
-        a = self.ranges[g][0]
         state = {}
         for i, (name, view) in enumerate(zip(self.stacked.names, self.views[g])):
             if view in self.optimizer.state:
-                state[i] = {key: (self.stacked.from_stack(name, v[k - a]).clone(memory_format=torch.contiguous_format)
-                                  if torch.is_tensor(v) and v.dim() > 0 else _copy(v))
+                state[i] = {key: self.stacked.to_model(name, k, v) if torch.is_tensor(v) and v.dim() > 0 else _copy(v)
                             for key, v in self.optimizer.state[view].items()}
         group = {key: v for key, v in self.optimizer.param_groups[g].items() if key != "params"}
         return {"state": state, "param_groups": [{**group, "params": list(range(len(self.stacked.names)))}]}
@@ -188,7 +299,8 @@ class StackedOptimizer:
                 if per_model[0] is None:
                     continue
                 self.optimizer.state[view] = {
-                    key: (torch.stack([self.stacked.to_stack(name, s[key]) for s in per_model]).to(view.device)
+                    key: (self.stacked.from_model(name, a, v).to(view.device)
+                          .clone(memory_format=torch.contiguous_format)  # fused kernels expect dense strides
                           if torch.is_tensor(v) and v.dim() > 0 else _copy(v, view.device))
                     for key, v in per_model[0].items()}
 
