@@ -14,10 +14,11 @@ Speed: ``ticketlab bench`` measures this engine at several K next to the single 
 Which engine trains a batch (``engine="auto"``):
     Lenet (MLP)                 stacked ``baddbmm`` (StackedMLP); a batch of one gets a phantom twin (below).
                                 On the CPU in fp32, layers whose masks keep < ``sparse_below`` (default
-                                ``SPARSE_BELOW`` = 10%) of their weights use sparse matmuls instead (one
-                                block-diagonal CSR product forward, an SDDMM for the weight gradient):
-                                1.5-2.6x the dense stack at IMP levels 12-20 (docs/results/bench/sparse/),
-                                slower above ~10%. ``engine="mlp"`` keeps every layer dense.
+                                ``SPARSE_BELOW`` = 15%) of their weights store only the kept weights (the
+                                optimizer steps those alone) and use one block-diagonal CSR product
+                                forward and an SDDMM for their gradients: 1.8-3.8x the dense stack at IMP
+                                levels 11-20 of Lenet, 0.8x at level 7 (21%), crossing over at 15-20%
+                                (docs/results/bench/sparse/). ``engine="mlp"`` keeps every layer dense.
     anything else               the single loop, model after model: on CPU, vmapping Conv-2 is 1.6x
                                 slower; BatchNorm buffers and dropout cannot follow the single loop under
                                 vmap at all. ``engine="vmap"`` forces StackedVmap for bufferless

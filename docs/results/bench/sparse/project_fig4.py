@@ -1,0 +1,55 @@
+"""Project the Lenet Fig-4 protocol's wall time with sparse layers from two measurements:
+
+- the end-to-end projection of the dense batched engine with test_eval=reported (docs/results/bench/
+  e2e_fig4_short.csv: 1,000- and 3,000-iteration runs of 5 trials x levels 0-3 with 3 reinits, --workers 2),
+  which holds for every level where no layer is sparse (levels 0-8: fc density >= 16.8%);
+- levels.csv (sparse_levels.py): the stacked engine's model-steps/s at levels 9-20 with the default
+  threshold. A dense job costs the same at every level, so each level's cost factor is the mean dense rate
+  over the measured levels (machine noise moves single dense rates by up to 1.5x) divided by its sparse
+  rate; levels between measured ones are interpolated linearly, and factors above 1 are capped at 1.
+
+    .venv/bin/python docs/results/bench/sparse/project_fig4.py
+"""
+
+import csv
+from pathlib import Path
+
+HERE = Path(__file__).parent
+PROTOCOL_RUNS = 5 * 21 + 5 * 20 * 3  # 5 trials x levels 0-20, 3 reinits at levels 1-20 (`lottery --dry-run`: 405)
+ITERATIONS = 50_000
+
+
+def dense_hours(engine: str = "auto+test_eval=reported") -> float:
+    rows = {(r["engine"], int(r["steps"])): float(r["wall_s"]) for r in csv.DictReader(open(HERE.parent / "e2e_fig4_short.csv"))}
+    short, long = rows[(engine, 1000)], rows[(engine, 3000)]
+    runs = 65
+    per_step = (long - short) / (2000 * runs)          # seconds per model-step, fixed costs removed
+    fixed = short / runs - 1000 * per_step            # seconds per job that do not grow with its length
+    return PROTOCOL_RUNS * (ITERATIONS * per_step + fixed) / 3600
+
+
+def level_factors() -> dict[int, float]:
+    rows = list(csv.DictReader(open(HERE / "levels.csv")))
+    dense = sum(float(r["dense_model_steps_per_s"]) for r in rows) / len(rows)
+    measured = {int(r["level"]): min(1.0, dense / float(r["sparse_model_steps_per_s"])) for r in rows}
+    factors = {level: 1.0 for level in range(min(measured))}
+    points = sorted(measured)
+    for a, b in zip(points, points[1:]):
+        for level in range(a, b):
+            factors[level] = measured[a] + (measured[b] - measured[a]) * (level - a) / (b - a)
+    factors[points[-1]] = measured[points[-1]]
+    return factors
+
+
+def main() -> None:
+    for engine in ("sequential", "auto"):
+        print(f"{engine}: {dense_hours(engine):.1f} h")
+    hours, factors = dense_hours(), level_factors()
+    share = sum(factors.values()) / len(factors)
+    print(f"dense batched engine, test_eval=reported: {hours:.1f} h")
+    print("cost factor per level: " + ", ".join(f"{k}: {v:.2f}" for k, v in sorted(factors.items()) if v < 1))
+    print(f"with sparse layers: {hours * share:.1f} h ({share:.2f} of dense)")
+
+
+if __name__ == "__main__":
+    main()
