@@ -280,15 +280,15 @@ def test_test_eval_reported_gives_the_same_reported_numbers(tmp_path, patience):
 # ----------------------------------------------------------------------------- sparse layers
 
 def test_block_sparse_matmul_equals_the_masked_dense_product_and_its_gradients():
-    from ticketlab.train.stacked import _BlockSparseMatmul, _Pattern
+    from ticketlab.train.sparse import BlockSparseMatmul, Pattern
     g = torch.Generator().manual_seed(0)
     mask = (torch.rand(3, 7, 5, generator=g) < 0.4).double()
     stack = (torch.randn(3, 7, 5, generator=g, dtype=torch.float64) * mask).requires_grad_()
     h = torch.randn(3, 6, 7, generator=g, dtype=torch.float64, requires_grad=True)
-    pattern = _Pattern(mask)
+    pattern = Pattern(mask)
     values = stack.detach().reshape(-1)[pattern.flat].requires_grad_()
     assert len(values) == int(mask.sum()) and 0 < len(values) < mask.numel()
-    y = _BlockSparseMatmul.apply(h, values, pattern)
+    y = BlockSparseMatmul.apply(h, values, pattern)
     reference = torch.bmm(h, stack)
     assert torch.allclose(y, reference, atol=1e-12, rtol=0)
     upstream = torch.randn(y.shape, generator=g, dtype=torch.float64)
@@ -302,10 +302,10 @@ def test_block_sparse_matmul_equals_the_masked_dense_product_and_its_gradients()
 
 
 def _count_sparse_calls(monkeypatch):
-    from ticketlab.train import stacked
+    from ticketlab.train.sparse import BlockSparseMatmul
     calls = []
-    real = stacked._BlockSparseMatmul.apply
-    monkeypatch.setattr(stacked._BlockSparseMatmul, "apply", lambda *a: calls.append(1) or real(*a))
+    real = BlockSparseMatmul.apply
+    monkeypatch.setattr(BlockSparseMatmul, "apply", lambda *a: calls.append(1) or real(*a))
     return calls
 
 

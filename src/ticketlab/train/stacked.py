@@ -16,8 +16,6 @@ from model ``k``'s own ``state_dict``, so every file the engine writes loads int
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,12 +26,13 @@ from ticketlab.models import Model
 from ticketlab.pruning import Mask
 from ticketlab.spec import TrainingSpec
 from ticketlab.train.optim import build_optimizer, decoupled_decay
+from ticketlab.train.sparse import BlockSparseMatmul, Pattern
 
 
 class Stacked:
     """Parameters of K models as leaves ``params[name]`` of shape ``[K, *stack_shape]``, except the
     layers in ``patterns`` (StackedMLP.use_sparse): those hold only their kept weights, model after model,
-    as one vector (``_Pattern`` maps it to and from the stacked layout)."""
+    as one vector (``Pattern`` maps it to and from the stacked layout)."""
 
     def __init__(self, models: list[Model]):
         self.template, self.k = models[0], len(models)
@@ -41,7 +40,7 @@ class Stacked:
         states = [m.state_dict() for m in models]
         self.params = {n: torch.stack([self.to_stack(n, s[n].detach()) for s in states]).requires_grad_()
                        for n in self.names}
-        self.patterns: dict[str, _Pattern] = {}
+        self.patterns: dict[str, Pattern] = {}
 
     def part(self, name: str, t: torch.Tensor, k: int) -> torch.Tensor:
         """Model ``k``'s part of ``t`` (a parameter, its gradient or an optimizer state shaped like it)."""
@@ -106,76 +105,12 @@ class Stacked:
         raise NotImplementedError
 
 
-# CSR support is marked beta; the patterns below are built here and valid by construction
-warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
-
-
-class _Pattern:
-    """The fixed sparsity pattern of one layer of K stacked models as a block-diagonal matrix: block k is
-    model k's weight ``[out, in]`` (the transpose of the stack's ``[in, out]``) kept where its mask is 1.
-    ``flat`` lists the kept entries' positions in the flattened stack in CSR order; ``t_*`` is the
-    transposed matrix's CSR, ``perm`` its entries' positions in ``flat``'s order."""
-
-    def __init__(self, mask: torch.Tensor):
-        k, n_in, n_out = mask.shape
-        kept = mask.permute(0, 2, 1) != 0                                # [K, out, in]: rows of the blocks
-        km, o, i = kept.nonzero(as_tuple=True)                           # row-major = CSR order
-        self.flat = km * (n_in * n_out) + i * n_out + o                  # into the [K, in, out] stack
-        self.shape, self.t_shape, self.stack_shape = (k * n_out, k * n_in), (k * n_in, k * n_out), mask.shape
-        self.crow = _crow(km * n_out + o, k * n_out)
-        self.col = km * n_in + i
-        position = torch.full(kept.shape, -1, dtype=torch.long, device=mask.device)
-        position[km, o, i] = torch.arange(len(km), device=mask.device)
-        kt, it, ot = (mask != 0).nonzero(as_tuple=True)                  # [K, in, out] row-major = transposed CSR
-        self.perm = position[kt, ot, it]
-        self.t_crow = _crow(kt * n_in + it, k * n_in)
-        self.t_col = kt * n_out + ot
-        self.zeros = torch.zeros(len(km), dtype=mask.dtype, device=mask.device)
-        self.local = self.flat - km * (n_in * n_out)                     # within model km's [in, out]
-        self.offsets = _crow(km, k).tolist()                             # model k's entries: offsets[k]:offsets[k+1]
-
-
-def _crow(rows: torch.Tensor, n_rows: int) -> torch.Tensor:
-    counts = torch.bincount(rows, minlength=n_rows)
-    return torch.cat([counts.new_zeros(1), counts.cumsum(0)])
-
-
-class _BlockSparseMatmul(torch.autograd.Function):
-    """Model k's ``h[k] @ W_k`` for ``h`` [K, B, in], where ``values`` holds the kept entries of the K
-    weights ``[in, out]`` in the pattern's order: one CSR matmul of the block-diagonal weight forward, one
-    for the input gradient, and a sampled matmul (SDDMM) for the gradient of the kept entries only."""
-
-    @staticmethod
-    def forward(ctx, h, values, pattern):
-        k, b, n_in = h.shape
-        x = h.transpose(1, 2).reshape(k * n_in, b)                      # model k's inputs^T, stacked
-        y = torch.sparse_csr_tensor(pattern.crow, pattern.col, values, pattern.shape, check_invariants=False) @ x
-        ctx.save_for_backward(x, values)
-        ctx.pattern = pattern
-        return y.view(k, -1, b).transpose(1, 2)
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, values = ctx.saved_tensors
-        pattern = ctx.pattern
-        k, b, n_out = grad.shape
-        g = grad.transpose(1, 2).reshape(k * n_out, b)
-        grad_h = None
-        if ctx.needs_input_grad[0]:
-            w_t = torch.sparse_csr_tensor(pattern.t_crow, pattern.t_col, values.index_select(0, pattern.perm),
-                                          pattern.t_shape, check_invariants=False)
-            grad_h = (w_t @ g).view(k, -1, b).transpose(1, 2)
-        empty = torch.sparse_csr_tensor(pattern.crow, pattern.col, pattern.zeros, pattern.shape, check_invariants=False)
-        grad_values = torch.sparse.sampled_addmm(empty, g, x.t(), beta=0.0).values()
-        return grad_h, grad_values, None
-
-
 class StackedMLP(Stacked):
     """Lenet: ``hidden.{i}`` and ``output`` linear layers with ReLU, on flattened inputs.
 
     ``use_sparse(masks, below)`` switches the layers whose masks keep less than ``below`` of their
     weights in every model to sparse storage and arithmetic: the parameter becomes the vector of kept
-    weights (so the optimizer steps only those), the matmuls are ``_BlockSparseMatmul``. States and
+    weights (so the optimizer steps only those), the matmuls are ``BlockSparseMatmul``. States and
     optimizer states still come out in each model's own dense layout, with zeros where pruned."""
 
     def __init__(self, models: list[Model]):
@@ -188,7 +123,7 @@ class StackedMLP(Stacked):
         in every model; call before building the optimizer. Returns those layers."""
         for name, m in masks.items():
             if below > 0 and float(m.flatten(1).mean(1).max()) < below:
-                pattern = _Pattern(m)
+                pattern = Pattern(m)
                 values = self.params[name].detach().reshape(-1).index_select(0, pattern.flat)
                 self.params[name] = values.clone().requires_grad_()
                 self.patterns[name] = pattern
@@ -204,7 +139,7 @@ class StackedMLP(Stacked):
         last = len(self.layers) - 1
         for i, (w, b) in enumerate(self.layers):
             if w in self.patterns:
-                h = _BlockSparseMatmul.apply(h, self.params[w], self.patterns[w]) + self.params[b]
+                h = BlockSparseMatmul.apply(h, self.params[w], self.patterns[w]) + self.params[b]
             else:
                 h = torch.baddbmm(self.params[b], h, self.params[w])
             if i < last:
