@@ -29,7 +29,9 @@ def test_bench_report_structure(report):
     for r in report["results"]:
         assert r["model_steps_per_s"] > 0 and r["gflops"] > 0 and r["fraction_of_peak"] > 0 and r["max_rss_mib"] > 0
         assert r["gflops"] == pytest.approx(r["model_steps_per_s"] * r["flops_per_step"] / 1e9)
-    assert {r["batched_engine"] for r in report["results"] if r["engine"] == "batched"} == {"mlp", "sequential"}
+    assert {r["batched_engine"] for r in report["results"] if r["engine"] == "batched"} == {"mlp", "mlp+sparse", "sequential"}
+    late = [(r["batched_engine"], r["K"]) for r in report["results"] if r["imp_level"] == 15]
+    assert late == [("mlp", 3), ("mlp+sparse", 3)]  # Lenet at IMP level 15: dense stack, then sparse layers
     assert report["machine"]["peak_matmul_gflops"] > 0
     assert set(report["datasets"]) == {"lenet", "conv2"}
     text = bench.format_report(report)

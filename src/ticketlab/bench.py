@@ -3,7 +3,9 @@
 Two workloads, both batch 60 with Adam under random masks at IMP level 3's per-layer densities:
 
     lenet   Lenet-300-100 on MNIST (Adam 1.2e-3), evaluating 5,000 val + 10,000 test examples every
-            100 iterations: the stock loop, ticketlab's single loop, the batched engine at K = 1, 4, 16, 64
+            100 iterations: the stock loop, ticketlab's single loop, the batched engine at K = 1, 4, 16, 64;
+            and the batched engine at K = 16 under IMP level 15's densities (hidden layers 3.5%), with
+            every layer dense (``mlp``) and with the sparse layers it picks there (``mlp+sparse``)
     conv2   Conv-2 on CIFAR-10 (Adam 2e-4), no periodic evaluation: the stock loop, the single loop in
             fp32 and bf16, the batched engine at K = 1, 4, 8, which for Conv-2 is the single loop run model
             after model (batched.py says why); its records say so (``batched_engine: sequential``)
@@ -107,12 +109,13 @@ class Workload:
     precisions: tuple[str, ...]     # of the single loop
     quick: tuple[tuple[int, int, int], tuple[int, ...]]   # ((short, long, repeats), batched Ks)
     full: tuple[tuple[int, int, int], tuple[int, ...]]
+    sparse_level: int | None = None  # also time the batched engine at this IMP level, dense vs sparse layers
 
 
 WORKLOADS = {
     "lenet": Workload("lenet", "mnist", "synthetic", _StockLenet, "mlp", eval_every=100, train_examples=1200,
                       held_out=None, precisions=("fp32",), quick=((100, 500, 1), (1, 4, 16)),
-                      full=((100, 900, 3), (1, 4, 16, 64))),
+                      full=((100, 900, 3), (1, 4, 16, 64)), sparse_level=15),
     # a Conv-2 step takes ~0.1-0.25 s here: few steps, and few examples for the evaluations the single
     # loop runs at the start (val, test) and the end (val, test, twice the training slice) of every run
     "conv2": Workload("conv2", "cifar10", "synthetic_rgb", _StockConv2, "sequential", eval_every=None,
@@ -191,10 +194,10 @@ def _batched_seconds(spec, splits: Splits, masks: list[Mask], steps: int, eval_e
     return time.perf_counter() - start
 
 
-def _level3_mask(model, pruning: PruningSpec, generator: torch.Generator) -> Mask:
-    """A random mask at IMP level 3's per-layer densities, (1 - rate)^3 for each layer's kind."""
+def _level_mask(model, pruning: PruningSpec, generator: torch.Generator, level: int = 3) -> Mask:
+    """A random mask at an IMP level's per-layer densities, (1 - rate)^level for each layer's kind."""
     infos = model.weight_info()
-    return Mask.from_tensors({name: torch.rand(p.shape, generator=generator) < (1 - pruning.rate_for(infos[name].kind)) ** 3
+    return Mask.from_tensors({name: torch.rand(p.shape, generator=generator) < (1 - pruning.rate_for(infos[name].kind)) ** level
                               for name, p in model.prunable_weights().items()})
 
 
@@ -266,7 +269,7 @@ def _bench(w: Workload, splits: Splits, lengths: tuple[int, int, int], ks: tuple
     spec = api.make_spec(w.model, overrides={"data.dataset": splits.info.name})
     model = build_model(spec, splits)
     generator = torch.Generator().manual_seed(0)
-    masks = [_level3_mask(model, api.make_pruning(w.model), generator) for _ in range(max(ks, default=1))]
+    masks = [_level_mask(model, api.make_pruning(w.model), generator) for _ in range(max(ks, default=1))]
     forward = forward_flops(model, splits.train_x[:1])
     eval_examples = len(splits.val_x) + len(splits.test_x)
     flops = 3 * BATCH * forward + (eval_examples * forward // w.eval_every if w.eval_every else 0)
@@ -277,7 +280,7 @@ def _bench(w: Workload, splits: Splits, lengths: tuple[int, int, int], ks: tuple
         gflops = rate * flops / 1e9
         records.append({"model": w.model, "engine": engine, "K": k, "precision": precision, "model_steps_per_s": rate,
                         "ratio_to_stock": rate / stock, "flops_per_step": flops, "gflops": gflops,
-                        "max_rss_mib": _max_rss_mib(), **extra})
+                        "max_rss_mib": _max_rss_mib(), "imp_level": 3, **extra})
 
     stock = _rate(lambda n: _stock_seconds(w, splits, masks[0], spec.training.lr, n), short, long, repeats)
     record("stock", 1, stock)
@@ -291,13 +294,25 @@ def _bench(w: Workload, splits: Splits, lengths: tuple[int, int, int], ks: tuple
         rate = k * _rate(lambda n: _batched_seconds(spec, splits, masks[:k], n, w.eval_every, w.batched_engine),
                          k_short, k_long, k_repeats)
         record("batched", k, rate, batched_engine=w.batched_engine)
+    if w.sparse_level is not None and ks:
+        # the same engine at a late IMP level, with every layer dense and with the sparse layers engine="auto"
+        # picks (batched.SPARSE_BELOW); FLOPs stay the dense count, so the sparse row's GFLOP/s and % of
+        # peak are dense-equivalent
+        k = min(max(ks), 16)
+        sparse_masks = [_level_mask(model, api.make_pruning(w.model), generator, w.sparse_level) for _ in range(k)]
+        k_short, k_long, k_repeats = _batched_lengths(w, short, long, repeats, k)
+        for name, engine in (("mlp", "mlp"), ("mlp+sparse", "auto")):
+            rate = k * _rate(lambda n: _batched_seconds(spec, splits, sparse_masks, n, w.eval_every, engine),
+                             k_short, k_long, k_repeats)
+            record("batched", k, rate, batched_engine=name, imp_level=w.sparse_level)
     evaluation = (f"evaluating {len(splits.val_x):,} val + {len(splits.test_x):,} test examples every "
                   f"{w.eval_every} iterations" if w.eval_every else
                   f"no periodic evaluation (the single loop evaluates {len(splits.val_x)} val + {len(splits.test_x)} "
                   f"test examples at the start and the end of each run, a fixed cost)")
     batched = {"mlp": "K models stacked (a batch of one trains a discarded twin too)",
                "sequential": "the single loop, model after model"}[w.batched_engine]
-    protocol = (f"{w.model}, batch {BATCH}, {spec.training.optimizer} {spec.training.lr:g}, level-3 random mask, "
+    late = f" (and level {w.sparse_level}, dense vs sparse layers)" if w.sparse_level is not None else ""
+    protocol = (f"{w.model}, batch {BATCH}, {spec.training.optimizer} {spec.training.lr:g}, level-3 random mask{late}, "
                 f"{evaluation}; batches from the first {len(splits.train_x):,} training examples; slope between "
                 f"{short} and {long} iterations, median of {repeats}; batched = {batched}, lengths " +
                 ", ".join(f"K={k} {s}/{lo} x{r}" for k, (s, lo, r) in runs.items()))
@@ -360,11 +375,12 @@ def format_report(report: dict) -> str:
              f"({m['peak_matmul_gflops_per_core']:.0f} per core), {m['peak_matmul_gflops_bf16']:.0f} bf16"]
     for name, setup in report["setup"].items():
         lines.append(f"{name} on {report['datasets'][name]}: {setup['protocol']}")
-    lines.append(f"  {'model':6s} {'engine':20s} {'prec':4s} {'K':>3s} {'steps/s':>8s} {'x stock':>7s} "
+    lines.append(f"  {'model':6s} {'engine':20s} {'prec':4s} {'lvl':>3s} {'K':>3s} {'steps/s':>8s} {'x stock':>7s} "
                  f"{'GFLOP/s':>7s} {'%peak':>6s} {'RSS MiB':>7s}")
     for r in report["results"]:
         engine = f"batched ({r['batched_engine']})" if r["engine"] == "batched" else r["engine"]
-        lines.append(f"  {r['model']:6s} {engine:20s} {r['precision']:4s} {r['K']:3d} {r['model_steps_per_s']:8.1f} "
+        lines.append(f"  {r['model']:6s} {engine:20s} {r['precision']:4s} {r.get('imp_level', 3):3d} {r['K']:3d} "
+                     f"{r['model_steps_per_s']:8.1f} "
                      f"{r['ratio_to_stock']:7.2f} {r['gflops']:7.1f} {100 * r['fraction_of_peak']:5.1f}% "
                      f"{r['max_rss_mib']:7.0f}")
     return "\n".join(lines)
