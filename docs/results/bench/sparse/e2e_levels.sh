@@ -15,6 +15,6 @@ for below in 0 0.15; do
     --data-dir "$data" --store "$store/below_$below" > "$store/below_$below.log" 2>&1
   end=$(date +%s.%N)
   echo "sparse_below=$below wall_s=$(echo "$end - $start" | bc)"
-  grep -A40 "^experiment" "$store/below_$below.log"
+  grep -A60 "^experiment" "$store/below_$below.log"
 done
 rm -rf "$store"
