@@ -91,3 +91,18 @@ def test_bad_input_is_one_line_error(capsys, tmp_path, argv, message):
     import re
     assert re.search(message, err), err
     assert not any(tmp_path.rglob("summary.json"))
+
+
+def test_cli_sparse_below_reaches_the_engine(tmp_path, monkeypatch):
+    # hidden layers at 30% after level 1 and 9% after level 2: only level 2 is below the default 15%
+    from ticketlab.train.sparse import BlockSparseMatmul
+    calls = []
+    real = BlockSparseMatmul.apply
+    monkeypatch.setattr(BlockSparseMatmul, "apply", lambda *a: calls.append(1) or real(*a))
+    args = ["lottery", "--set", "data.dataset=synthetic", "--set", "data.val_size=200", "--set", "training.steps=20it",
+            "--set", "training.eval_every=20it", "--set", "lottery.levels=2", "--set", "pruning.fc_rate=0.7"]
+    assert main([*args, "--sparse-below", "0", "--store", str(tmp_path / "dense")]) == 0
+    assert not calls
+    assert main([*args, "--store", str(tmp_path / "default")]) == 0
+    assert calls
+    assert main([*args, "--sparse-below", "1.5", "--store", str(tmp_path / "bad")]) == 2

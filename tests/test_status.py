@@ -82,3 +82,4 @@ def test_cli_status_and_dry_run(tmp_path, capsys):
 def test_status_of_a_folder_that_is_no_experiment(tmp_path):
     with pytest.raises(TicketlabError, match="not a lottery experiment"):
         status.experiment_status(tmp_path)
+

@@ -17,6 +17,7 @@ from ticketlab import TicketlabError, data, models
 from ticketlab.pruning import Mask
 from ticketlab.spec import LotteryExperimentSpec, PruningSpec, TrainSpec, apply_overrides, spec_hash
 from ticketlab.store import index, layout
+from ticketlab.train.batched import SPARSE_BELOW
 from ticketlab.train.job import run_job
 
 
@@ -119,9 +120,9 @@ def lottery(exp: LotteryExperimentSpec, store: str | Path, *, data_dir: str | No
                 future.result()
     else:
         splits = load_splits(exp.data, str(data_dir) if data_dir else None, device)
-        sparse = {} if sparse_below is None else {"sparse_below": sparse_below}
         Lottery(exp, Path(store), splits, progress=progress, checkpoint_seconds=checkpoint_seconds, log=log,
-                batch_models=batch_models, engine=engine, **sparse).run(trials)
+                batch_models=batch_models, engine=engine,
+                sparse_below=SPARSE_BELOW if sparse_below is None else sparse_below).run(trials)
     return experiment_folder(exp, store)
 
 
