@@ -106,3 +106,10 @@ def test_cli_sparse_below_reaches_the_engine(tmp_path, monkeypatch):
     assert main([*args, "--store", str(tmp_path / "default")]) == 0
     assert calls
     assert main([*args, "--sparse-below", "1.5", "--store", str(tmp_path / "bad")]) == 2
+
+
+def test_the_allocator_is_tuned_where_glibc_allows():
+    import platform
+
+    from ticketlab import runtime
+    assert runtime.tune_allocator() is (platform.libc_ver()[0] == "glibc")

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import torch
 
-from ticketlab import TicketlabError, data, models
+from ticketlab import TicketlabError, data, models, runtime
 from ticketlab.pruning import Mask
 from ticketlab.spec import LotteryExperimentSpec, PruningSpec, TrainSpec, apply_overrides, spec_hash
 from ticketlab.store import index, layout
@@ -145,6 +145,7 @@ def _worker_init() -> None:
     """A lottery worker process: one thread, and it dies with its parent (Linux), so that killing
     ``ticketlab lottery`` leaves no orphan holding job locks; rerunning resumes from the checkpoints."""
     torch.set_num_threads(1)
+    runtime.tune_allocator()
     try:
         import ctypes
         import signal

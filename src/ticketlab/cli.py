@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from ticketlab import TicketlabError, mask_cli
+from ticketlab import TicketlabError, mask_cli, runtime
 from ticketlab.analysis.tables import format_summary, format_table
 
 DEFAULT_STORE = "ticketlab-store"
@@ -121,6 +121,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    runtime.tune_allocator()
     try:
         return int(COMMANDS[args.command](args) or 0)
     except TicketlabError as exc:

@@ -1,0 +1,28 @@
+"""Process-wide settings for fast CPU training, applied by the entry points (the CLI and lottery worker
+processes), never on import.
+
+glibc's malloc hands large blocks back to the kernel when they are freed and maps fresh pages for the next
+step's activations, so every step pays page faults: on the 2-core dev VM a Conv-2 training step took
+145-158 ms and an evaluation of 5,000 images 4.5-4.9 s with the defaults, 116-122 ms and 3.3-3.5 s with
+blocks up to 32 MiB kept in the heap and the heap never trimmed (runs alternated: default, tuned, default).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3   # mallopt parameters (malloc.h)
+
+
+def tune_allocator() -> bool:
+    """Keep freed memory in the process (glibc only); True if applied. Memory the process once used stays
+    reserved by it until it exits, which the batch sizing (a quarter of available memory) leaves room for."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False   # not glibc (macOS, musl): nothing to tune
+    return all(mallopt(param, value) == 1 for param, value in
+               ((_M_MMAP_THRESHOLD, 32 << 20), (_M_TRIM_THRESHOLD, (1 << 31) - 1), (_M_TOP_PAD, 512 << 20)))
