@@ -8,7 +8,7 @@ fixed cost of a job (final evaluations on the training split) cancels. Run from 
     .venv/bin/python docs/results/bench/sparse/sparse_levels.py --data-dir ../shared/datasets --k 8 \
         --levels 11 13 15 17 20 > docs/results/bench/sparse/levels.csv
     .venv/bin/python docs/results/bench/sparse/sparse_levels.py --data-dir ../shared/datasets --k 8 \
-        --levels 7 10 --sparse-below 1 > docs/results/bench/sparse/crossover.csv
+        --levels 7 8 9 10 --sparse-below 1 > docs/results/bench/sparse/crossover.csv
 """
 
 import argparse
