@@ -67,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="what lottery experiments have finished and what remains, without training")
     p.add_argument("experiments", nargs="*", metavar="EXPERIMENT",
                    help="lottery-<hash>, the hash, or its folder (default: every lottery experiment in the store)")
-    p.add_argument("--store", default=DEFAULT_STORE)
+    p.add_argument("--store", default=DEFAULT_STORE, help=f"run store directory (default: ./{DEFAULT_STORE})")
     p.add_argument("--jobs", action="store_true", help="also list every unfinished job")
     p.add_argument("--json", action="store_true", help="every planned job with its state, step and total")
 
