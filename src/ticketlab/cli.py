@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="train at most K ready jobs together (default: as many as fit in a quarter of free memory)")
     p.add_argument("--sparse-below", type=float, default=None, metavar="D",
                    help="Lenet layers keeping less than this share of their weights train with sparse matmuls "
-                        "(default 0.1 on the CPU in fp32; 0: always dense)")
+                        "(default 0.15 on the CPU in fp32; 0: always dense)")
     p.add_argument("--checkpoint-seconds", type=float, default=60.0)
     p.add_argument("--plot", action="store_true", help="write the standard plots when done")
     p.add_argument("--dry-run", action="store_true",
@@ -192,7 +192,7 @@ def cmd_lottery(args) -> None:
     if args.dry_run:
         from ticketlab.lottery import status
         for exp in experiments:
-            print(status.format_status(status.experiment_status(api.experiment_folder(exp, args.store), exp)))
+            print(status.format_status(api.lottery_status(exp, args.store)))
         return
     for exp in experiments:
         root = api.lottery(exp, args.store, data_dir=args.data_dir, device=args.device, workers=args.workers,
@@ -234,10 +234,12 @@ def cmd_status(args) -> None:
 
 def _experiment_folder(store: Path, target: str) -> Path:
     """A lottery experiment's folder from its name, hash or path."""
+    from ticketlab.analysis.lottery_series import experiment_name
+    from ticketlab.store import layout
     folder = Path(target)
-    if (folder / "spec.json").exists():
+    if (folder / layout.SPEC).exists():
         return folder
-    name = target if target.startswith("lottery-") else f"lottery-{target}"
+    name = experiment_name(target)
     if not (store / name).is_dir():
         raise TicketlabError(f"no lottery experiment {target!r} in {store}; `ticketlab status --store {store}` lists them")
     return store / name

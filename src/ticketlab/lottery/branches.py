@@ -144,6 +144,12 @@ def iterative_snip(exp: LotteryExperimentSpec, ctx: LevelContext) -> Branch:
     return Branch("isnip", ctx.eval_spec, mask, ctx.theta0)
 
 
+def needs_ticket(exp: LotteryExperimentSpec) -> bool:
+    """Whether levels >= 1 train a 'ticket' branch beside the IMP job: when the IMP job is not the ticket
+    (mode=continue), or the ticket trains with other hyperparameters than it was found with (eval.*)."""
+    return exp.lottery.mode == "continue" or (exp.eval is not None and exp.eval != exp.training)
+
+
 def at_init_names(exp: LotteryExperimentSpec, level: int) -> list[str]:
     """Names of the pruning-at-initialisation branches of a level (0: a one-shot context, all of them)."""
     lot, names = exp.lottery, []

@@ -28,7 +28,7 @@ from typing import Iterator, NamedTuple
 
 from ticketlab import TicketlabError, models
 from ticketlab.data import Splits
-from ticketlab.lottery.branches import Branch, LevelContext, at_init, controls
+from ticketlab.lottery.branches import Branch, LevelContext, at_init, controls, needs_ticket
 from ticketlab.models.init import layer_init_std
 from ticketlab.pruning import Mask, prune
 from ticketlab.spec import LotteryExperimentSpec, PruningSpec, spec_hash, to_dict
@@ -73,7 +73,7 @@ class Lottery:
         self.model_bytes = model_bytes(model, splits.train_x[:1])   # sizes the batches (batch_models=0)
         self.init_std = layer_init_std(model, exp.model)
         self.rewind_step = exp.lottery.rewind.iterations(len(splits.train_x) // exp.training.batch_size)
-        self.needs_ticket_branch = exp.lottery.mode == "continue" or (exp.eval is not None and exp.eval != exp.training)
+        self.needs_ticket_branch = needs_ticket(exp)
 
     # ------------------------------------------------------------------ running
     def run(self, trials: list[int] | None = None) -> Path:

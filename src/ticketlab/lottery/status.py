@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ticketlab import TicketlabError
-from ticketlab.lottery.branches import at_init_names, control_names
+from ticketlab.lottery.branches import at_init_names, control_names, needs_ticket
 from ticketlab.spec import LotteryExperimentSpec, from_dict
 from ticketlab.store import layout
 from ticketlab.store.artifacts import load_json, locked
@@ -36,7 +36,7 @@ class PlannedJob:
 def planned_jobs(exp: LotteryExperimentSpec) -> list[PlannedJob]:
     """Every job ``ticketlab lottery`` trains for ``exp``, in the order a single process reaches them."""
     lot = exp.lottery
-    ticket = lot.mode == "continue" or (exp.eval is not None and exp.eval != exp.training)
+    ticket = needs_ticket(exp)
     jobs: list[PlannedJob] = []
     for trial in range(lot.trials):
         tdir = f"trial_{trial}"
