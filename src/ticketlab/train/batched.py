@@ -193,7 +193,7 @@ def _train_stacked(models, masks, specs, jobs, splits, kind, augment, progress, 
     stacked = (StackedMLP if kind == "mlp" else StackedVmap)(models)
     stacked_masks = stacked.masks(masks)
     if kind == "mlp" and device.type == "cpu" and spec.precision == "fp32" and not spec.compile:
-        stacked.use_sparse(stacked_masks, sparse_below)
+        stacked.use_sparse(stacked_masks, set.intersection(*(set(sparse_layers(m, sparse_below)) for m in masks)))
     optimizer = StackedOptimizer(stacked, specs, device)
     chunk = max(1, eval_chunk(models[0], splits.train_x) // count)   # the single loop's activation memory
     logs = [MetricLog(job / layout.METRICS if job else None) for job in jobs]

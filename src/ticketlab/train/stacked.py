@@ -108,26 +108,25 @@ class Stacked:
 class StackedMLP(Stacked):
     """Lenet: ``hidden.{i}`` and ``output`` linear layers with ReLU, on flattened inputs.
 
-    ``use_sparse(masks, below)`` switches the layers whose masks keep less than ``below`` of their
-    weights in every model to sparse storage and arithmetic: the parameter becomes the vector of kept
-    weights (so the optimizer steps only those), the matmuls are ``BlockSparseMatmul``. States and
-    optimizer states still come out in each model's own dense layout, with zeros where pruned."""
+    ``use_sparse(masks, names)`` switches layers to sparse storage and arithmetic (the engine picks those
+    whose masks keep less than ``sparse_below`` in every model, ``batched.sparse_layers``): the parameter
+    becomes the vector of kept weights (so the optimizer steps only those), the matmuls are
+    ``BlockSparseMatmul``. States and optimizer states still come out in each model's own dense layout,
+    with zeros where pruned."""
 
     def __init__(self, models: list[Model]):
         super().__init__(models)
         self.layers = [(f"{name}.weight", f"{name}.bias") for name, m in self.template.named_modules()
                        if isinstance(m, nn.Linear)]
 
-    def use_sparse(self, masks: dict[str, torch.Tensor], below: float) -> list[str]:
-        """Sparse storage and arithmetic for each layer whose stacked mask keeps < ``below`` of its weights
-        in every model; call before building the optimizer. Returns those layers."""
-        for name, m in masks.items():
-            if below > 0 and float(m.flatten(1).mean(1).max()) < below:
-                pattern = Pattern(m)
-                values = self.params[name].detach().reshape(-1).index_select(0, pattern.flat)
-                self.params[name] = values.clone().requires_grad_()
-                self.patterns[name] = pattern
-        return list(self.patterns)
+    def use_sparse(self, masks: dict[str, torch.Tensor], names) -> None:
+        """Sparse storage and arithmetic for the layers ``names``, under their stacked ``masks``; call
+        before building the optimizer."""
+        for name in names:
+            pattern = Pattern(masks[name])
+            values = self.params[name].detach().reshape(-1).index_select(0, pattern.flat)
+            self.params[name] = values.clone().requires_grad_()
+            self.patterns[name] = pattern
 
     def to_stack(self, name: str, t: torch.Tensor) -> torch.Tensor:
         return t.t() if name.endswith(".weight") else t.unsqueeze(0)   # bias [1, out] broadcasts over B
