@@ -20,6 +20,7 @@ from pathlib import Path
 from ticketlab import TicketlabError
 from ticketlab.lottery.branches import at_init_names, control_names, needs_ticket
 from ticketlab.spec import LotteryExperimentSpec, from_dict
+from ticketlab.steps import Step
 from ticketlab.store import layout
 from ticketlab.store.artifacts import load_json, locked
 
@@ -87,10 +88,10 @@ def _is_locked(job: Path) -> bool:
 def _total_steps(job: Path, default: int | None) -> int | None:
     """A job's planned iterations: from its spec.json when given in iterations, else ``default``."""
     try:
-        steps = load_json(job / layout.SPEC)["spec"]["training"]["steps"]
+        steps = Step.parse(load_json(job / layout.SPEC)["spec"]["training"]["steps"])
     except (OSError, ValueError, KeyError, TicketlabError):
         return default
-    return int(steps[:-2]) if isinstance(steps, str) and steps.endswith("it") else default
+    return steps.amount if steps.unit == "it" else default
 
 
 def experiment_status(root: Path, exp: LotteryExperimentSpec | None = None) -> dict:
