@@ -313,15 +313,20 @@ def test_trials_of_one_process_share_batches(tmp_path, monkeypatch):
     assert len(calls) == 2 + 2                                  # levels 0..2, then the last reinits
 
 
-def test_models_that_fit_scales_with_the_model(monkeypatch):
+def test_batch_capacity_scales_with_the_model(monkeypatch):
     from ticketlab.spec import DataSpec, ModelSpec
     from ticketlab.train import batched
     splits = api.load_splits(DataSpec(dataset="synthetic", val_size=200))
+
+    def fit(spec):
+        model = models.build(spec, splits.info.input_shape, splits.info.num_classes)
+        return batched.batch_capacity(batched.model_bytes(model, splits.train_x[:1]), splits.train_x.device)
+
     monkeypatch.setattr(batched, "_available_bytes", lambda device: 4 * 2 ** 30)
-    small, large = (batched.models_that_fit(ModelSpec(hidden=h), splits) for h in ((32, 16), (300, 100)))
+    small, large = (fit(ModelSpec(hidden=h)) for h in ((32, 16), (300, 100)))
     assert small > large >= 1
     monkeypatch.setattr(batched, "_available_bytes", lambda device: 0)
-    assert batched.models_that_fit(ModelSpec(), splits) == 1
+    assert fit(ModelSpec()) == 1
 
 
 def test_test_eval_reported_needs_fixed_iterations_at_the_end():

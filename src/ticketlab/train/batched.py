@@ -47,12 +47,12 @@ from typing import NamedTuple, Sequence
 
 import torch
 
-from ticketlab import TicketlabError, models
+from ticketlab import TicketlabError
 from ticketlab.data import BatchSampler, Splits, augment_batch
 from ticketlab.models import Model
 from ticketlab.models.lenet import Lenet
 from ticketlab.pruning import Mask
-from ticketlab.spec import ModelSpec, TrainingSpec, TrainSpec
+from ticketlab.spec import TrainingSpec, TrainSpec
 from ticketlab.store import index, layout
 from ticketlab.store.artifacts import load_json, load_torch, locked, save_torch
 from ticketlab.train.job import finish_job, prepare_job
@@ -152,7 +152,7 @@ def train_batched(models: list[Model], masks: list[Mask | None], splits: Splits,
             if placed[slot] is None:
                 placed[slot] = _twin(models[order[0]], masks[order[0]], specs[order[0]], jobs[order[0]], Path(scratch) / str(slot))
         results = _train_stacked(*map(list, zip(*placed)), splits, kind, augment, progress, checkpoint_seconds, start_step,
-                                 sparse_below if engine == "auto" else 0.0)
+                                 _sparse_threshold(engine, sparse_below))
     return [results[slot_of[k]] for k in range(len(models))]
 
 
@@ -338,12 +338,6 @@ _MEMORY_SHARE = 0.25   # of the memory available when a batch starts
 _COPIES = 10           # fp32 copies per parameter: weights, grad, 2 Adam moments, mask, best, final, resume, slack
 
 
-def models_that_fit(model_spec: ModelSpec, splits: Splits) -> int:
-    """How many models of ``model_spec`` one batch may hold: ``batch_capacity`` of ``model_bytes``."""
-    model = models.build(model_spec, splits.info.input_shape, splits.info.num_classes)
-    return batch_capacity(model_bytes(model, splits.train_x[:1]), splits.train_x.device)
-
-
 def model_bytes(model: torch.nn.Module, example: torch.Tensor) -> int:
     """Memory one model of a batch needs: ``_COPIES`` fp32 copies of its parameters plus one training
     batch's activations (measured on ``example``, run on the CPU). Evaluation memory does not grow with
@@ -413,7 +407,7 @@ def run_jobs_batched(entries: Sequence[JobEntry | tuple], splits: Splits, *, sto
                                         context=context), context)
             resume = Path(e.job) / layout.RESUME
             begin = ("resume", load_torch(resume)["step"]) if resume.exists() else ("start", e.start_step)
-            sparse = sparse_layers(prepared[i][1], sparse_below) if engine == "auto" else ()
+            sparse = sparse_layers(prepared[i][1], _sparse_threshold(engine, sparse_below))
             batches[(begin, _batch_key(e.spec, prepared[i][0]), sparse)].append(i)
         for ((_, begin), _, _), batch in batches.items():
             first = entries[batch[0]]
@@ -432,6 +426,11 @@ def run_jobs_batched(entries: Sequence[JobEntry | tuple], splits: Splits, *, sto
         for summary in summaries:
             index.record(store, summary)
     return summaries
+
+
+def _sparse_threshold(engine: str, below: float) -> float:
+    """Sparse layers are part of ``engine="auto"`` only; every named engine keeps its layers dense."""
+    return below if engine == "auto" else 0.0
 
 
 def sparse_layers(mask: Mask | None, below: float) -> tuple[str, ...]:
