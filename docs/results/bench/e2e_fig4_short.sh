@@ -5,7 +5,8 @@
 # that the cost per model-step and the fixed cost per job separate. Run from the repository root:
 #   DATA_DIR=../shared/datasets docs/results/bench/e2e_fig4_short.sh > e2e.csv
 # ENGINES="auto" EXTRA="--set training.test_eval=reported" times the batched engine with the test set
-# evaluated only where it is reported.
+# evaluated only where it is reported. LEVELS=20 runs every level of the protocol (0-20, 405 runs), where
+# the batched engine switches layers that keep < 15% of their weights to sparse products (level 9 on).
 set -euo pipefail
 data="${DATA_DIR:-../shared/datasets}"
 echo "engine,steps,runs,wall_s"
@@ -13,7 +14,7 @@ for engine in ${ENGINES:-sequential auto}; do
   for steps in 1000 3000; do
     store=$(mktemp -d)
     start=$(date +%s.%N)
-    .venv/bin/ticketlab lottery --model lenet --set data.dataset=mnist --set lottery.trials=5 --set lottery.levels=3 \
+    .venv/bin/ticketlab lottery --model lenet --set data.dataset=mnist --set lottery.trials=5 --set lottery.levels=${LEVELS:-3} \
       --set lottery.reinits=3 --set training.steps=${steps}it --workers 2 --engine $engine ${EXTRA:-} \
       --data-dir "$data" --store "$store" > "$store.log" 2>&1
     end=$(date +%s.%N)
