@@ -71,6 +71,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", action="store_true", help="also list every unfinished job")
     p.add_argument("--json", action="store_true", help="every planned job with its state, step and total")
 
+    p = sub.add_parser("verify", help="check a lottery experiment's invariants on its stored masks and weights")
+    p.add_argument("experiments", nargs="*", metavar="EXPERIMENT",
+                   help="lottery-<hash>, the hash, or its folder (default: every lottery experiment in the store)")
+    p.add_argument("--store", default=DEFAULT_STORE, help=f"run store directory (default: ./{DEFAULT_STORE})")
+    p.add_argument("--json", action="store_true", help="counts per check and every failure")
+
     p = sub.add_parser("presets", help="the papers' experiments, ready to run")
     p.add_argument("--json", action="store_true")
 
@@ -232,6 +238,20 @@ def cmd_status(args) -> None:
                     print(f"    {row['path']}: {row['state']} {row['step']:,}{total}")
 
 
+def cmd_verify(args) -> int:
+    from ticketlab.lottery import status, verify
+    store = Path(args.store)
+    if not store.is_dir():
+        raise TicketlabError(f"store {store} does not exist; pass the --store your experiments ran with")
+    roots = [_experiment_folder(store, target) for target in args.experiments] or status.experiments(store)
+    reports = [verify.verify_experiment(root) for root in roots]
+    if args.json:
+        print(json.dumps([r.as_dict() for r in reports], indent=2))
+    else:
+        print("\n".join(verify.format_verification(r) for r in reports) or f"no lottery experiments in {store}")
+    return 0 if all(r.ok for r in reports) else 1
+
+
 def _experiment_folder(store: Path, target: str) -> Path:
     """A lottery experiment's folder from its name, hash or path."""
     from ticketlab.analysis.lottery_series import experiment_name
@@ -336,7 +356,7 @@ def cmd_demo(args) -> None:
 COMMANDS = {"models": cmd_models, "schedule": cmd_schedule, "train": cmd_train, "lottery": cmd_lottery,
             "presets": cmd_presets, "results": cmd_results,
             "plot": cmd_plot, "bench": cmd_bench, "demo": cmd_demo, "masks": mask_cli.cmd_masks,
-            "tables": cmd_tables, "status": cmd_status}
+            "tables": cmd_tables, "status": cmd_status, "verify": cmd_verify}
 
 if __name__ == "__main__":
     sys.exit(main())

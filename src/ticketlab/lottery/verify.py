@@ -1,0 +1,256 @@
+"""Check a lottery experiment's invariants on what its store holds, without training (``ticketlab verify``).
+
+The tests check these properties on small synthetic runs; this checks them on a real experiment after
+the fact (days of training, several sessions, kills and resumes in between). Each check is stated from
+the papers' definitions, not from the runner's code, and reads only the store:
+
+    nested         level k's mask keeps a subset of level k-1's
+    schedule       each level keeps exactly the counts `ticketlab schedule` predicts
+    pruned_from    level k's mask is what pruning level k-1's trained weights gives (recomputed)
+    job_mask       the IMP job, the 'ticket' branch and the reinits train under their level's mask
+    random_counts  random-sparsity controls keep the ticket's per-layer counts (preserve_lpr / per_layer)
+                   or its total (global)
+    start          the IMP job starts where lottery.mode says, exactly: reset -> theta_0, rewind -> the
+                   dense run's weights at the rewind step, lr-rewind / continue -> level k-1's final weights
+                   (times the mask); 'ticket' branches and dm_reinits start from theta_0's survivors
+    seeded_init    level 0 and the reinits start from a fresh build with the seed their spec.json records
+    zeros          pruned weights are exactly zero in init, step_*, resume, final and best states
+    summary        a finished job's summary counts the weights its mask keeps and names its hash
+    readable       every mask and weight file loads (a file that does not is reported, never rewritten)
+
+The chain checks cover each trial's IMP levels and their branches; one-shot and LTH_flip jobs get the
+per-job checks (zeros, summary, readable, seeded_init). Only what exists is checked: an experiment in
+progress verifies its finished part.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ticketlab import TicketlabError, models
+from ticketlab.data import registry
+from ticketlab.lottery.status import planned_jobs
+from ticketlab.pruning import Mask, prune, schedule
+from ticketlab.spec import LotteryExperimentSpec, ModelSpec, from_dict
+from ticketlab.steps import Step
+from ticketlab.store import layout
+from ticketlab.store.artifacts import load_json, load_torch
+
+CHECKS = ("nested", "schedule", "pruned_from", "job_mask", "random_counts", "start", "seeded_init", "zeros",
+          "summary", "readable")
+
+
+@dataclass
+class Verification:
+    experiment: str
+    jobs: int = 0
+    checked: Counter = field(default_factory=Counter)
+    failures: list[dict] = field(default_factory=list)
+
+    def expect(self, check: str, ok: bool, path: Path, why: str) -> bool:
+        self.checked[check] += 1
+        if not ok:
+            self.failures.append({"check": check, "path": str(path), "why": why})
+        return ok
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def as_dict(self) -> dict:
+        return {"experiment": self.experiment, "ok": self.ok, "jobs": self.jobs,
+                "checked": {c: self.checked[c] for c in CHECKS}, "failed": dict(Counter(f["check"] for f in self.failures)),
+                "failures": self.failures}
+
+
+class _Files:
+    """Loads each file once; an unreadable file is one 'readable' failure and then None."""
+
+    def __init__(self, report: Verification):
+        self.report, self.cache = report, {}
+
+    def mask(self, path: Path) -> Mask | None:
+        return self._load(path, Mask.load)
+
+    def state(self, path: Path) -> dict | None:
+        return self._load(path, load_torch)
+
+    def _load(self, path: Path, loader):
+        if path not in self.cache:
+            try:
+                self.cache[path] = loader(path)
+                self.report.checked["readable"] += 1
+            except TicketlabError as exc:
+                self.report.expect("readable", False, path, str(exc))
+                self.cache[path] = None
+        return self.cache[path]
+
+
+def verify_experiment(root: Path) -> Verification:
+    """Every check above on the experiment in ``root`` (a ``lottery-<hash>`` folder)."""
+    root = Path(root)
+    if not (root / layout.SPEC).exists():
+        raise TicketlabError(f"{root} is not a lottery experiment (no {layout.SPEC}); list the store's "
+                             "experiments with `ticketlab status --store DIR`")
+    exp = from_dict(LotteryExperimentSpec, load_json(root / layout.SPEC)["spec"])
+    report = Verification(root.name)
+    files = _Files(report)
+    dataset = registry.get(exp.data.dataset)
+    shape = (dataset.input_shape, dataset.num_classes)
+    model = models.build(exp.model, *shape)
+    infos = model.weight_info()
+    shapes = {n: tuple(p.shape) for n, p in model.named_parameters() if n in infos}
+    predicted = schedule(shapes, infos, exp.pruning, exp.lottery.levels)
+    for planned in planned_jobs(exp):
+        job = root / planned.path
+        if (job / layout.MASK).exists():
+            report.jobs += 1
+            _check_job(report, files, job, shape)
+    for trial in range(exp.lottery.trials):
+        _check_chain(report, files, exp, layout.trial_dir(root, trial), infos, predicted)
+    return report
+
+
+def _check_job(report: Verification, files: _Files, job: Path, shape: tuple) -> None:
+    mask = files.mask(job / layout.MASK)
+    if mask is None:
+        return
+    states = [job / name for name in (layout.INIT, layout.FINAL, layout.BEST)] + sorted(job.glob("step_*.pt"))
+    for path in [p for p in states if p.exists()] + ([job / layout.RESUME] if (job / layout.RESUME).exists() else []):
+        state = files.state(path)
+        if state is not None and path.name == layout.RESUME:
+            state = state.get("model") if isinstance(state, dict) else None
+        if state is not None:
+            leaks = {n: int((state[n][~mask[n]] != 0).sum()) for n in mask if n in state}
+            leaks = {n: c for n, c in leaks.items() if c}
+            report.expect("zeros", not leaks, path, f"pruned weights not zero: {leaks}")
+    if (job / layout.SUMMARY).exists():
+        summary = load_json(job / layout.SUMMARY)
+        counted = summary.get("weights_remaining") is not None and summary["weights_total"] - summary["weights_remaining"] == mask.size() - mask.count()
+        report.expect("summary", counted and summary.get("mask_hash") == mask.hash(), job / layout.SUMMARY,
+                      f"summary says {summary.get('weights_remaining')} of {summary.get('weights_total')} weights, "
+                      f"hash {summary.get('mask_hash')}; the mask prunes {mask.size() - mask.count()}, hash {mask.hash()}")
+    _check_seeded_init(report, files, job, mask, shape)
+
+
+def _check_seeded_init(report: Verification, files: _Files, job: Path, mask: Mask, shape: tuple) -> None:
+    """Jobs whose start is a fresh draw: level 0's IMP job (of the trial or of an LTH_flip chain) and the reinits."""
+    if not (job.name.startswith("reinit_") or (job.parent.name == "level_0" and job.name == "main")):
+        return
+    if not (job / layout.INIT).exists() or not (job / layout.SPEC).exists():
+        return
+    init = files.state(job / layout.INIT)
+    if init is None:
+        return
+    spec = load_json(job / layout.SPEC)["spec"]["model"]
+    fresh = models.build(from_dict(ModelSpec, spec), *shape).state_dict()
+    apply = {n: fresh[n] * mask[n] if n in mask else fresh[n] for n in fresh}
+    differs = [n for n in apply if n not in init or not torch.equal(init[n].cpu(), apply[n])]
+    report.expect("seeded_init", not differs, job / layout.INIT,
+                  f"differs from a fresh build with init_seed {spec.get('init_seed')} in {differs}")
+
+
+def _check_chain(report: Verification, files: _Files, exp: LotteryExperimentSpec, tdir: Path, infos: dict,
+                 predicted: list[dict]) -> None:
+    """The IMP chain of one trial: nesting, counts, the pruning that made each mask, where jobs start."""
+    lot = exp.lottery
+    level0 = layout.level_dir(tdir, 0) / "main"
+    theta0 = files.state(level0 / layout.INIT) if (level0 / layout.INIT).exists() else None
+    previous = files.mask(level0 / layout.MASK) if (level0 / layout.MASK).exists() else None
+    for level in range(1, lot.levels + 1):
+        ldir = layout.level_dir(tdir, level)
+        if previous is None or not (ldir / layout.MASK).exists():
+            return
+        mask = files.mask(ldir / layout.MASK)
+        if mask is None:
+            return
+        where = ldir / layout.MASK
+        report.expect("nested", mask.is_subset_of(previous), where, f"keeps weights level {level - 1} pruned")
+        row = predicted[level]
+        layers = {n: c for n, c in row["layers"].items() if c is not None and n in mask}
+        counts = mask.layer_counts()
+        wrong = {n: (counts[n], c) for n, c in layers.items() if counts[n] != c}
+        pool = row.get("pool_remaining")
+        pooled = sum(counts[n] for n, c in row["layers"].items() if c is None and n in counts)
+        report.expect("schedule", not wrong and (pool is None or pooled == pool), where,
+                      f"kept (have, predicted) {wrong}" + (f", pool {pooled} vs {pool}" if pool is not None else ""))
+        source = layout.level_dir(tdir, level - 1) / "main" / (layout.BEST if lot.mask_source == "best" else layout.FINAL)
+        weights = files.state(source) if source.exists() else None
+        if weights is not None:
+            again = prune(exp.pruning, {n: weights[n] for n in previous}, previous, infos)
+            report.expect("pruned_from", again.equals(mask), where, f"differs from pruning {source}")
+        for branch in ["main", "ticket", *(f"reinit_{i}" for i in range(lot.reinits))]:
+            job_mask = ldir / branch / layout.MASK
+            if job_mask.exists() and (m := files.mask(job_mask)) is not None:
+                report.expect("job_mask", m.equals(mask), job_mask, f"is not level {level}'s mask {where}")
+        for random_job in sorted(ldir.glob("random_*")):
+            m = files.mask(random_job / layout.MASK) if (random_job / layout.MASK).exists() else None
+            if m is not None:
+                same = m.count() == mask.count() if "_global_" in random_job.name else m.layer_counts() == mask.layer_counts()
+                report.expect("random_counts", same, random_job / layout.MASK,
+                              f"keeps {m.layer_counts()}, the ticket {mask.layer_counts()}")
+        if theta0 is not None:
+            _check_starts(report, files, exp, tdir, level, mask, theta0)
+        previous = mask
+
+
+def _check_starts(report: Verification, files: _Files, exp: LotteryExperimentSpec, tdir: Path, level: int,
+                  mask: Mask, theta0: dict) -> None:
+    lot, ldir = exp.lottery, layout.level_dir(tdir, level)
+    level0 = layout.level_dir(tdir, 0) / "main"
+    rewind = _rewind_state(files, exp, level0) if lot.mode == "rewind" else None
+    if lot.mode == "reset":
+        main_start, what = theta0, "theta_0"
+    elif lot.mode == "rewind":
+        main_start, what = rewind
+    else:
+        previous = layout.level_dir(tdir, level - 1) / "main" / layout.FINAL
+        main_start, what = (files.state(previous) if previous.exists() else None), f"{previous}"
+    ticket_start = rewind if rewind is not None else (theta0, "theta_0")
+    starts = {"main": (main_start, what), "ticket": ticket_start}
+    for branch in sorted(ldir.glob("dm_reinit_*")):
+        starts[branch.name] = None  # survivors are a permutation of theta_0's: checked below
+    for branch, expected in starts.items():
+        init_path = ldir / branch / layout.INIT
+        if not init_path.exists() or (init := files.state(init_path)) is None:
+            continue
+        if expected is None:
+            permuted = all(torch.equal(init[n][mask[n]].sort().values, theta0[n][mask[n]].sort().values) for n in mask)
+            report.expect("start", permuted, init_path, "survivors are not a permutation of theta_0's")
+            continue
+        state, what = expected
+        if state is None:
+            continue
+        differs = [n for n in mask if not torch.equal(init[n], state[n] * mask[n])]
+        report.expect("start", not differs, init_path, f"{differs} differ from {what} times the mask")
+
+
+def _rewind_state(files: _Files, exp: LotteryExperimentSpec, level0: Path) -> tuple[dict | None, str]:
+    """The dense run's weights at the rewind step: step_<r>.pt when the step is given in iterations; in
+    epochs (which need the training split's size) the dense run's only kept checkpoint, if it has one."""
+    rewind: Step = exp.lottery.rewind
+    if rewind.unit == "it":
+        if rewind.amount == 0:
+            return files.state(level0 / layout.INIT), "theta_0 (rewind to step 0)"
+        path = level0 / layout.step_checkpoint(rewind.amount)
+    else:
+        kept = sorted(level0.glob("step_*.pt"))
+        path = kept[0] if len(kept) == 1 else level0 / f"step_of_{rewind}.pt"
+    return (files.state(path) if path.exists() else None), str(path)
+
+
+def format_verification(report: Verification) -> str:
+    lines = [f"{report.experiment}: {report.jobs} jobs, " + ("all checks pass" if report.ok else f"{len(report.failures)} FAILED")]
+    failed = Counter(f["check"] for f in report.failures)
+    for check in CHECKS:
+        if report.checked[check]:
+            lines.append(f"  {check:<14} {report.checked[check]:>6} checked" + (f", {failed[check]} failed" if failed[check] else ""))
+    for failure in report.failures[:20]:
+        lines.append(f"  FAILED {failure['check']}: {failure['path']}: {failure['why']}")
+    if len(report.failures) > 20:
+        lines.append(f"  ... {len(report.failures) - 20} more (--json lists them all)")
+    return "\n".join(lines)
