@@ -43,8 +43,9 @@ def test_a_real_run_passes_every_check(reset_run):
 @pytest.mark.parametrize("mode", ["rewind", "continue"])
 def test_other_modes_pass(tmp_path, mode):
     rewind = {"lottery.rewind": "20it"} if mode == "rewind" else {}
-    root = run(tmp_path, **{"lottery.mode": mode, "lottery.reinits": 0, **rewind})
-    report = verify_experiment(root)
+    overrides = {**QUICK, "lottery.mode": mode, "lottery.reinits": 0, **rewind}
+    run(tmp_path, **overrides)
+    report = api.verify_lottery(api.make_experiment("lenet", overrides=overrides), tmp_path)
     assert report.ok, report.failures
     assert report.checked["start"] == (2 if mode == "rewind" else 4)  # continue: main and ticket
 

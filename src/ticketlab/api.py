@@ -141,6 +141,17 @@ def lottery_status(target: LotteryExperimentSpec | str | Path, store: str | Path
     return status.experiment_status(Path(target))
 
 
+def verify_lottery(target: LotteryExperimentSpec | str | Path, store: str | Path | None = None):
+    """Check a lottery experiment's invariants on its stored files (``ticketlab.lottery.verify``); ``target``
+    is a spec (with ``store``) or the experiment's folder. The result's ``ok`` and ``failures`` say how it went."""
+    from ticketlab.lottery import verify
+    if isinstance(target, LotteryExperimentSpec):
+        if store is None:
+            raise TicketlabError("verify_lottery(spec) needs the store the experiment ran in")
+        return verify.verify_experiment(experiment_folder(target, store))
+    return verify.verify_experiment(Path(target))
+
+
 def _worker_init() -> None:
     """A lottery worker process: one thread, and it dies with its parent (Linux), so that killing
     ``ticketlab lottery`` leaves no orphan holding job locks; rerunning resumes from the checkpoints."""
