@@ -91,12 +91,14 @@ def test_a_wrong_start_and_a_wrong_seed_are_caught(reset_run, tmp_path):
 
 def test_a_corrupt_file_is_reported_and_left_alone(reset_run, tmp_path, capsys):
     root = _damaged(reset_run, tmp_path)
-    path = job(root, 1, "reinit_0") / layout.BEST
+    path, summary = job(root, 1, "reinit_0") / layout.BEST, job(root, 2) / layout.SUMMARY
     path.write_bytes(b"not a checkpoint")
+    summary.write_text('{"torn": ')
     assert cli.main(["verify", root.name, "--store", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert f"FAILED readable: {path}" in out and "corrupt" in out
-    assert path.read_bytes() == b"not a checkpoint"
+    assert f"FAILED readable: {summary}" in out and "2 FAILED" in out
+    assert path.read_bytes() == b"not a checkpoint" and summary.read_text() == '{"torn": '
     cli.main(["verify", "--store", str(reset_run.parent), "--json"])
     report, = json.loads(capsys.readouterr().out)
     assert report["ok"] and report["failed"] == {} and report["checked"]["zeros"] > 0

@@ -68,7 +68,8 @@ class Verification:
 
 
 class _Files:
-    """Loads each file once; an unreadable file is one 'readable' failure and then None."""
+    """Loads each file once; an unreadable file is one 'readable' failure and then None, and so is a file
+    gone by the time it is read (a running experiment deletes resume.pt when a job finishes), uncounted."""
 
     def __init__(self, report: Verification):
         self.report, self.cache = report, {}
@@ -79,11 +80,16 @@ class _Files:
     def state(self, path: Path) -> dict | None:
         return self._load(path, load_torch)
 
+    def json(self, path: Path) -> dict | None:
+        return self._load(path, load_json)
+
     def _load(self, path: Path, loader):
         if path not in self.cache:
             try:
                 self.cache[path] = loader(path)
                 self.report.checked["readable"] += 1
+            except FileNotFoundError:
+                self.cache[path] = None
             except TicketlabError as exc:
                 self.report.expect("readable", False, path, str(exc))
                 self.cache[path] = None
@@ -120,7 +126,7 @@ def _check_job(report: Verification, files: _Files, job: Path, shape: tuple) -> 
     if mask is None:
         return
     states = [job / name for name in (layout.INIT, layout.FINAL, layout.BEST)] + sorted(job.glob("step_*.pt"))
-    for path in [p for p in states if p.exists()] + ([job / layout.RESUME] if (job / layout.RESUME).exists() else []):
+    for path in [p for p in [*states, job / layout.RESUME] if p.exists()]:
         state = files.state(path)
         if state is not None and path.name == layout.RESUME:
             state = state.get("model") if isinstance(state, dict) else None
@@ -128,9 +134,10 @@ def _check_job(report: Verification, files: _Files, job: Path, shape: tuple) -> 
             leaks = {n: int((state[n][~mask[n]] != 0).sum()) for n in mask if n in state}
             leaks = {n: c for n, c in leaks.items() if c}
             report.expect("zeros", not leaks, path, f"pruned weights not zero: {leaks}")
-    if (job / layout.SUMMARY).exists():
-        summary = load_json(job / layout.SUMMARY)
-        counted = summary.get("weights_remaining") is not None and summary["weights_total"] - summary["weights_remaining"] == mask.size() - mask.count()
+    summary = files.json(job / layout.SUMMARY) if (job / layout.SUMMARY).exists() else None
+    if summary is not None:
+        pruned = summary.get("weights_total", 0) - summary.get("weights_remaining", 0)
+        counted = "weights_remaining" in summary and pruned == mask.size() - mask.count()
         report.expect("summary", counted and summary.get("mask_hash") == mask.hash(), job / layout.SUMMARY,
                       f"summary says {summary.get('weights_remaining')} of {summary.get('weights_total')} weights, "
                       f"hash {summary.get('mask_hash')}; the mask prunes {mask.size() - mask.count()}, hash {mask.hash()}")
@@ -143,13 +150,13 @@ def _check_seeded_init(report: Verification, files: _Files, job: Path, mask: Mas
         return
     if not (job / layout.INIT).exists() or not (job / layout.SPEC).exists():
         return
-    init = files.state(job / layout.INIT)
-    if init is None:
+    init, recorded = files.state(job / layout.INIT), files.json(job / layout.SPEC)
+    if init is None or recorded is None:
         return
-    spec = load_json(job / layout.SPEC)["spec"]["model"]
+    spec = recorded["spec"]["model"]
     fresh = models.build(from_dict(ModelSpec, spec), *shape).state_dict()
-    apply = {n: fresh[n] * mask[n] if n in mask else fresh[n] for n in fresh}
-    differs = [n for n in apply if n not in init or not torch.equal(init[n].cpu(), apply[n])]
+    expected = {n: fresh[n] * mask[n] if n in mask else fresh[n] for n in fresh}
+    differs = [n for n in expected if n not in init or not torch.equal(init[n], expected[n])]
     report.expect("seeded_init", not differs, job / layout.INIT,
                   f"differs from a fresh build with init_seed {spec.get('init_seed')} in {differs}")
 
