@@ -162,3 +162,18 @@ def test_errors_name_what_to_run(experiment, tmp_path, capsys):
     (job(copy, name, 0, 0) / layout.INIT).unlink()
     with pytest.raises(TicketlabError, match="init.pt.*ticketlab lottery"):
         lp.plot_init_histograms(copy, name, tmp_path)
+
+
+def test_curves_stop_at_until_and_zoom_past_the_climb_from_chance(experiment, tmp_path, monkeypatch, capsys):
+    steps = np.array([0.0, 100, 200, 1000])
+    climb = (steps, np.array([0.1, 0.95, 0.96, 0.97]), np.array([0.1, 0.96, 0.97, 0.98]))
+    lo, hi = lp._zoom([climb])
+    assert lo == pytest.approx(0.95 - 0.0015) and hi == pytest.approx(0.98 + 0.0015)  # step 0 left out
+    store, name = experiment
+    drawn = []
+    monkeypatch.setattr(lp, "save", lambda fig, stem: drawn.append(fig) or [stem])
+    assert main(["plot", name, "--store", str(store), "--kind", "curves", "--until", "20", "--out", str(tmp_path / "c")]) == 0
+    ax = drawn[0].axes[0]
+    assert max(max(line.get_xdata()) for line in ax.get_lines()) == 20
+    assert main(["plot", name, "--store", str(store), "--kind", "curves", "--until", "0"]) == 2
+    assert "--until" in capsys.readouterr().err

@@ -104,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="experiments: which figure (default: all for one experiment, levels for several)")
     p.add_argument("--levels", default=None, metavar="0,3,7", help="levels of curves and histograms (movement: one level)")
     p.add_argument("--metric", default="test/accuracy", help="curves: a metrics.jsonl name (test/accuracy, val/loss, ...)")
+    p.add_argument("--until", type=int, default=None, metavar="ITERATION", help="curves: last iteration drawn (Fig 3: 15000)")
     p.add_argument("--families", default=None, metavar="ticket,reinit", help="branch families drawn (levels, curves, oneshot)")
     p.add_argument("--labels", default=None, metavar="A,B", help="levels: one legend label per experiment")
     p.add_argument("--out", default=None,
@@ -326,6 +327,8 @@ def cmd_plot(args) -> None:
         except TicketlabError:
             raise TicketlabError(f"no lottery experiment or finished run {target!r} in store {args.store}; run "
                                  f"`ticketlab lottery` first, or list them with `ticketlab results --store {args.store}`") from None
+    if args.until is not None and args.until <= 0:
+        raise TicketlabError(f"--until is the last training iteration drawn, a positive number; got {args.until}")
     try:
         levels = [int(v) for v in args.levels.split(",")] if args.levels else None
     except ValueError:
@@ -337,7 +340,7 @@ def cmd_plot(args) -> None:
     paths = [path for job in runs for path in plots.plot_run(args.store, str(job), args.out)]
     if experiments:
         paths += lottery_plots.plot_experiments(args.store, experiments, args.kind, levels, args.metric,
-                                                split(args.families), args.out, split(args.labels))
+                                                split(args.families), args.out, split(args.labels), args.until)
     for path in paths:
         print(path)
 

@@ -190,8 +190,10 @@ def plot_levels(store: str | Path, experiments: list[str] | str, out=None, metri
 def plot_curves(store: str | Path, experiment: str, out=None, levels=None, metric: str = "test/accuracy",
                 families=("ticket",), max_iteration: int | None = None) -> list[Path]:
     """Figs 3 and 11: ``metric`` (a metrics.jsonl name: test/accuracy, val/loss, ...) vs training
-    iteration at ``levels`` (default: five spread levels), mean over trials with a min/max band;
-    control families (e.g. "reinit") dashed in the colour of their level."""
+    iteration at ``levels`` (default: five spread levels) up to ``max_iteration``, mean over trials with a
+    min/max band; control families (e.g. "reinit") dashed in the colour of their level. The y axis spans
+    the bands after the first tenth of the iterations shown, as [S1] Figs 3 and 11 do, so that the climb
+    from chance in the first few hundred iterations does not flatten the differences between levels."""
     name = experiment_name(experiment)
     rows = lottery_tables.rows_of(store, name)
     levels = _check_levels(rows, levels if levels is not None else spread_levels(_levels(rows), 5), name)
@@ -199,6 +201,7 @@ def plot_curves(store: str | Path, experiment: str, out=None, levels=None, metri
         raise TicketlabError(f"{name} has no jobs of families {list(families)} at levels {levels}; "
                              f"it has {family_order(r['family'] for r in rows)}")
     fig, ax = plt.subplots(figsize=(7, 4.3), layout="constrained")
+    bands = []
     for c, level in enumerate(levels):
         for fam in families:
             jobs = [r for r in rows if r["kind"] == "lottery" and r["family"] == fam and r["level"] == level]
@@ -211,16 +214,27 @@ def plot_curves(store: str | Path, experiment: str, out=None, levels=None, metri
                     raise TicketlabError(f"no metric {metric!r} in {name}'s jobs; they have {sorted(series)}")
                 runs.append(series[metric])
             steps, mean, lo, hi = curve_band(runs, max_iteration)
+            bands.append((steps, lo, hi))
             control = fam != "ticket"
             label = f"{_pm_text(_pm(rows, level))}" + (f" {family_label(fam)}" if control else "")
             ax.plot(steps, mean, ls="--" if control else "-", color=f"C{c % 10}", lw=1.5, label=label)
             ax.fill_between(steps, lo, hi, color=f"C{c % 10}", alpha=0.12 if control else 0.2, lw=0)
     ax.set(xlabel="training iteration", ylabel=metric_label(metric))
+    ax.set_ylim(*_zoom(bands))
     ax.grid(alpha=0.3)
     ax.legend(title="Pm (%)", fontsize=9)
     ax.set_title(_title(rows, f"{metric_label(metric)} vs iteration (mean; band: min/max over trials)"), fontsize=10)
     stem = "curves_" + metric.replace("/", "_") + ("" if tuple(families) == ("ticket",) else "_" + "_".join(families))
     return save(fig, _stem(out, store, name, stem))
+
+
+def _zoom(bands: list[tuple]) -> tuple[float, float]:
+    """y limits covering every band after the first tenth of the longest one, with a 5% margin."""
+    end = max(steps[-1] for steps, _, _ in bands if len(steps))
+    lo = min(float(low[steps >= end / 10].min()) for steps, low, _ in bands if (steps >= end / 10).any())
+    hi = max(float(high[steps >= end / 10].max()) for steps, _, high in bands if (steps >= end / 10).any())
+    margin = 0.05 * (hi - lo) or 0.01 * max(abs(hi), 1e-3)
+    return lo - margin, hi + margin
 
 
 def plot_oneshot(store: str | Path, experiment: str, out=None, families=None) -> list[Path]:
@@ -450,7 +464,8 @@ KINDS = ("levels", "curves", "oneshot", "init", "connections", "movement", "all"
 
 
 def plot_experiments(store: str | Path, experiments: list[str], kind: str | None = None, levels=None,
-                     metric: str = "test/accuracy", families=None, out=None, labels=None) -> list[Path]:
+                     metric: str = "test/accuracy", families=None, out=None, labels=None,
+                     until: int | None = None) -> list[Path]:
     """What ``ticketlab plot EXPERIMENT...`` draws. ``kind`` defaults to "all" for one experiment and to
     "levels" (overlaid) for several; with several experiments, the per-experiment figures go to each
     one's plots folder, or to ``out/<experiment>/`` when ``out`` is given."""
@@ -470,7 +485,7 @@ def plot_experiments(store: str | Path, experiments: list[str], kind: str | None
         if kind == "all":
             paths += standard_plots(store, name, where, levels)
         elif kind == "curves":
-            paths += plot_curves(store, name, where, levels, metric, tuple(families or ("ticket",)))
+            paths += plot_curves(store, name, where, levels, metric, tuple(families or ("ticket",)), until)
         elif kind == "oneshot":
             paths += plot_oneshot(store, name, where, families)
         elif kind == "init":
