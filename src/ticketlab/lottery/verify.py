@@ -246,7 +246,9 @@ def _rewind_state(files: _Files, exp: LotteryExperimentSpec, level0: Path) -> tu
         path = level0 / layout.step_checkpoint(rewind.amount)
     else:
         kept = sorted(level0.glob("step_*.pt"))
-        path = kept[0] if len(kept) == 1 else level0 / f"step_of_{rewind}.pt"
+        if len(kept) != 1:
+            return None, f"the rewind point ({rewind}: several kept checkpoints, none checked)"
+        path = kept[0]
     return (files.state(path) if path.exists() else None), str(path)
 
 
