@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ticketlab import api
 from ticketlab.analysis import lottery_plots, lottery_tables
+from ticketlab.lottery.verify import format_verification
 
 SETTINGS = {"data.dataset": "mnist", "training.steps": "2000it", "training.eval_every": "100it",
             "pruning.fc_rate": 0.4, "lottery.levels": 6, "lottery.trials": 2, "lottery.reinits": 1}
@@ -26,4 +27,5 @@ def run(store: str | Path, data_dir: str | None = None, workers: int = 2) -> Pat
     print(lottery_tables.format_levels(table))
     for path in lottery_plots.standard_plots(store, root.name):
         print(f"plot: {path}")
+    print(format_verification(api.verify_lottery(root)))  # nested masks, exact resets, zeros: on this run's files
     return root
