@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rebuilds this folder's table and figure from the store of the running experiment.
+# Rebuilds this folder's table and figures from the store of the experiment (finished or running).
 # Usage: docs/results/lenet_fig4/snapshot.sh STORE   (the experiment is lottery-6fab9fb5532329d6)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -7,10 +7,13 @@ store="${1:?usage: snapshot.sh STORE}"
 exp=lottery-6fab9fb5532329d6
 ticketlab="$(cd "$here/../../.." && pwd)/.venv/bin/ticketlab"
 "$ticketlab" results --store "$store" --where experiment=$exp --csv > "$here/jobs.csv"
-"$(dirname "$ticketlab")/python" - "$store" "$exp" > "$here/table.txt" <<'PY'
-import sys
-from ticketlab.analysis import lottery_tables
-print(lottery_tables.format_levels(lottery_tables.level_table(sys.argv[1], sys.argv[2])))
-PY
+"$ticketlab" tables "$exp" --store "$store" --kind levels > "$here/table.txt"
+"$ticketlab" status "$exp" --store "$store" > "$here/status.txt"
+"$ticketlab" verify "$exp" --store "$store" > "$here/verify.txt" || true   # a failure is recorded, not hidden
 "$ticketlab" plot "$exp" --store "$store" --kind levels --out "$here/levels" > /dev/null
-rm -f "$here/levels.pdf"
+# Fig 3: test accuracy vs iteration at Pm 100, 51.3, 21.1, 7.0, 3.6 (levels 0, 3, 7, 12, 15), x up to 15K;
+# Fig 11 (right): validation loss of tickets vs their reinits at Pm 51.3 and 21.1, x up to 25K.
+"$ticketlab" plot "$exp" --store "$store" --kind curves --levels 0,3,7,12,15 --until 15000 --out "$here/fig3_curves" > /dev/null
+"$ticketlab" plot "$exp" --store "$store" --kind curves --levels 3,7 --families ticket,reinit --metric val/loss \
+  --until 25000 --out "$here/fig11_val_loss" > /dev/null
+rm -f "$here"/*.pdf

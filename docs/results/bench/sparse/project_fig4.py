@@ -19,13 +19,20 @@ PROTOCOL_RUNS = 5 * 21 + 5 * 20 * 3  # 5 trials x levels 0-20, 3 reinits at leve
 ITERATIONS = 50_000
 
 
-def dense_hours(engine: str = "auto+test_eval=reported") -> float:
-    rows = {(r["engine"], int(r["steps"])): float(r["wall_s"]) for r in csv.DictReader(open(HERE.parent / "e2e_fig4_short.csv"))}
-    short, long = rows[(engine, 1000)], rows[(engine, 3000)]
-    runs = 65
-    per_step = (long - short) / (2000 * runs)          # seconds per model-step, fixed costs removed
-    fixed = short / runs - 1000 * per_step            # seconds per job that do not grow with its length
+def protocol_hours(csv_path: Path, engine: str) -> float:
+    """Hours of the full protocol from a shortened run of ``engine`` at two lengths: the slope between
+    them is the cost per model-step, the intercept the fixed cost per job, both scaled to 405 jobs of
+    50,000 iterations (a shortened run of all 21 levels has exactly the protocol's jobs)."""
+    rows = sorted((int(r["steps"]), float(r["wall_s"]), int(r["runs"]))
+                  for r in csv.DictReader(open(csv_path)) if r["engine"] == engine)
+    (short_steps, short, runs), (long_steps, long, _) = rows[0], rows[-1]
+    per_step = (long - short) / ((long_steps - short_steps) * runs)   # seconds per model-step
+    fixed = short / runs - short_steps * per_step                     # seconds per job that do not grow with it
     return PROTOCOL_RUNS * (ITERATIONS * per_step + fixed) / 3600
+
+
+def dense_hours(engine: str = "auto+test_eval=reported") -> float:
+    return protocol_hours(HERE.parent / "e2e_fig4_short.csv", engine)
 
 
 def level_factors() -> dict[int, float]:
