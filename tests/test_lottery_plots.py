@@ -9,6 +9,9 @@ import torch
 
 from ticketlab import TicketlabError, api
 from ticketlab.analysis import lottery_plots as lp
+from ticketlab.analysis import lottery_series as ls
+from ticketlab.analysis import weight_plots as wp
+from ticketlab.analysis.figures import figure_title
 from ticketlab.analysis.lottery_tables import rows_of
 from ticketlab.cli import main
 from ticketlab.pruning import Mask
@@ -44,7 +47,7 @@ def job(store, name, trial, level, branch="main"):
 def test_levels_series_is_mean_min_max_of_the_index_rows(experiment):
     store, name = experiment
     rows = rows_of(store, name)
-    series = lp.levels_series(rows, "test_accuracy_at_early_stop")
+    series = ls.levels_series(rows, "test_accuracy_at_early_stop")
     assert list(series) == ["ticket", "reinit", "random_global", "noise_3"]  # noise_3 is not a repeat of "noise"
     for fam, (pm, mean, lo, hi) in series.items():
         levels = range(3) if fam == "ticket" else range(1, 3)
@@ -55,9 +58,9 @@ def test_levels_series_is_mean_min_max_of_the_index_rows(experiment):
             assert len(values) == 2  # one per trial
             assert (mean[i], lo[i], hi[i]) == pytest.approx((np.mean(values), min(values), max(values)))
     assert series["ticket"][0][0] == pytest.approx(100.0)
-    assert lp.fixed_step_metrics(rows) == ["test_accuracy_at_20", "test_accuracy_at_40"]
+    assert ls.fixed_step_metrics(rows) == ["test_accuracy_at_20", "test_accuracy_at_40"]
 
-    oneshot = lp.levels_series(rows, "early_stop_iteration", kind="oneshot")
+    oneshot = ls.levels_series(rows, "early_stop_iteration", kind="oneshot")
     pm, mean, _, _ = oneshot["ticket"]
     assert pm[0] == pytest.approx(100.0) and len(pm) == 2  # the dense network, then p = 0.5
     dense = [r["early_stop_iteration"] for r in rows if r["kind"] == "lottery" and r["level"] == 0]
@@ -68,33 +71,33 @@ def test_levels_series_is_mean_min_max_of_the_index_rows(experiment):
 def test_curve_band_over_trials(experiment):
     store, name = experiment
     runs = [read_metrics(job(store, name, t, 1) / layout.METRICS)["val/loss"] for t in range(2)]
-    steps, mean, lo, hi = lp.curve_band(runs)
+    steps, mean, lo, hi = ls.curve_band(runs)
     assert list(steps) == [0, 20, 40]
     by_trial = np.array([[v for _, v in run] for run in runs])
     assert np.allclose(mean, by_trial.mean(0)) and np.allclose(lo, by_trial.min(0)) and np.allclose(hi, by_trial.max(0))
     # runs of different lengths are cut at the shortest; max_iteration cuts the axis
-    assert list(lp.curve_band([[(0, 1.0), (10, 2.0)], [(0, 3.0)]])[0]) == [0]
-    assert list(lp.curve_band(runs, max_iteration=20)[0]) == [0, 20]
+    assert list(ls.curve_band([[(0, 1.0), (10, 2.0)], [(0, 3.0)]])[0]) == [0]
+    assert list(ls.curve_band(runs, max_iteration=20)[0]) == [0, 20]
 
 
 def test_init_histogram_uses_exactly_the_surviving_weights(experiment):
     store, name = experiment
     theta0 = load_torch(job(store, name, 0, 0) / layout.INIT)
     mask = Mask.load(layout.level_dir(layout.trial_dir(store / name, 0), 2) / layout.MASK)
-    kept = lp.surviving_init(theta0, mask)
+    kept = ls.surviving_init(theta0, mask)
     assert {k: len(v) for k, v in kept.items()} == mask.layer_counts()
     for layer, values in kept.items():
         assert np.array_equal(np.sort(values), np.sort(theta0[layer][mask[layer]].numpy()))
         edges = np.linspace(theta0[layer].min().item(), theta0[layer].max().item(), 21)
-        heights = lp.density_histogram(values, edges)
+        heights = ls.density_histogram(values, edges)
         assert (heights * np.diff(edges)).sum() == pytest.approx(1.0)  # area 1
-    assert lp.density_histogram(np.array([]), np.linspace(0, 1, 5)).sum() == 0
+    assert ls.density_histogram(np.array([]), np.linspace(0, 1, 5)).sum() == 0
 
 
 def test_connection_fractions_average_to_the_layer_density(experiment):
     store, name = experiment
     mask = Mask.load(job(store, name, 1, 2) / layout.MASK)
-    fractions = lp.connection_fractions(mask)
+    fractions = ls.connection_fractions(mask)
     for layer, (incoming, outgoing) in fractions.items():
         out_units, in_units = mask[layer].shape
         assert len(incoming) == out_units and len(outgoing) == in_units
@@ -102,7 +105,7 @@ def test_connection_fractions_average_to_the_layer_density(experiment):
         assert outgoing.mean() == pytest.approx(mask.layer_density()[layer])
     # by hand: a Linear [out=2, in=3] and a conv kernel [out=2, in=1, 1, 2]
     small = Mask.from_tensors({"fc": torch.tensor([[1, 0, 0], [1, 1, 0]]), "conv": torch.tensor([[[[1, 0]]], [[[1, 1]]]])})
-    (fc_in, fc_out), (conv_in, conv_out) = lp.connection_fractions(small)["fc"], lp.connection_fractions(small)["conv"]
+    (fc_in, fc_out), (conv_in, conv_out) = ls.connection_fractions(small)["fc"], ls.connection_fractions(small)["conv"]
     assert np.allclose(fc_in, [1 / 3, 2 / 3]) and np.allclose(fc_out, [1, 0.5, 0])
     assert np.allclose(conv_in, [0.5, 1]) and np.allclose(conv_out, [0.75])
 
@@ -111,7 +114,7 @@ def test_movement_splits_by_the_ticket():
     init = {"w": torch.tensor([[0.5, -0.2], [0.1, 0.0]])}
     final = {"w": torch.tensor([[0.7, -0.1], [-0.4, 0.0]])}
     mask = Mask.from_tensors({"w": torch.tensor([[1, 0], [1, 0]])})
-    moved = lp.movement(init, final, mask)["w"]
+    moved = ls.movement(init, final, mask)["w"]
     assert np.allclose(moved["ticket"]["change"], [0.2, 0.5]) and np.allclose(moved["ticket"]["away"], [0.2, 0.3])
     assert np.allclose(moved["rest"]["change"], [0.1, 0.0]) and np.allclose(moved["rest"]["away"], [-0.1, 0.0])
 
@@ -119,12 +122,12 @@ def test_movement_splits_by_the_ticket():
 def test_helpers():
     specs = [{"pruning": {"scope": "layer"}, "training": {"lr": 0.1}, "model": {"name": "lenet"}},
              {"pruning": {"scope": "global"}, "training": {"lr": 0.1}, "model": {"name": "lenet"}}]
-    assert lp.spec_labels(specs) == ["scope=layer", "scope=global"]
-    assert lp.spread_levels(list(range(21)), 5) == [0, 5, 10, 15, 20]
-    assert lp.spread_levels([0, 1, 2], 5) == [0, 1, 2]
-    assert lp.family_order(["noise_3", "reinit", "noise_0.5", "ticket"]) == ["ticket", "reinit", "noise_0.5", "noise_3"]
+    assert ls.spec_labels(specs) == ["scope=layer", "scope=global"]
+    assert ls.spread_levels(list(range(21)), 5) == [0, 5, 10, 15, 20]
+    assert ls.spread_levels([0, 1, 2], 5) == [0, 1, 2]
+    assert ls.family_order(["noise_3", "reinit", "noise_0.5", "ticket"]) == ["ticket", "reinit", "noise_0.5", "noise_3"]
     rows = [{"model": "conv2", "data_label": "cifar10 (unofficial copy: md5 mismatch)", "experiment": "lottery-x"}]
-    assert "conv2 on cifar10 (unofficial copy" in lp._title(rows, "levels")
+    assert "conv2 on cifar10 (unofficial copy" in figure_title(rows, "levels")
 
 
 def test_cli_plot_all_writes_every_figure(experiment, capsys):
@@ -144,7 +147,7 @@ def test_overlay_and_single_figure_options(experiment, tmp_path):
     paths = lp.plot_levels(store, [name, name.removeprefix("lottery-")], tmp_path / "overlay.png",
                            metrics=["test_accuracy_at_40"], labels=["a", "b"], families=["ticket"])
     assert [p.name for p in paths] == ["overlay.png", "overlay.pdf"] and all(p.stat().st_size > 0 for p in paths)
-    paths = lp.plot_movement(store, name, tmp_path, level=2)
+    paths = wp.plot_movement(store, name, tmp_path, level=2)
     assert paths == [tmp_path / "movement.png", tmp_path / "movement.pdf"] and all(p.stat().st_size > 0 for p in paths)
 
 
@@ -156,12 +159,12 @@ def test_errors_name_what_to_run(experiment, tmp_path, capsys):
     with pytest.raises(TicketlabError, match="ticketlab lottery"):
         lp.plot_curves(store, "0000000000000000", tmp_path)
     with pytest.raises(TicketlabError, match="levels \\[7\\]"):
-        lp.plot_init_histograms(store, name, tmp_path, levels=[7])
+        wp.plot_init_histograms(store, name, tmp_path, levels=[7])
     copy = tmp_path / "store"
     shutil.copytree(store, copy)
     (job(copy, name, 0, 0) / layout.INIT).unlink()
     with pytest.raises(TicketlabError, match="init.pt.*ticketlab lottery"):
-        lp.plot_init_histograms(copy, name, tmp_path)
+        wp.plot_init_histograms(copy, name, tmp_path)
 
 
 def test_curves_stop_at_until_and_zoom_past_the_climb_from_chance(experiment, tmp_path, monkeypatch, capsys):

@@ -316,9 +316,10 @@ def cmd_tables(args) -> None:
 
 def cmd_plot(args) -> None:
     from ticketlab.analysis import lottery_plots, plots
+    from ticketlab.analysis.lottery_series import find_experiment
     experiments, runs = [], []
     for target in args.targets:
-        name = lottery_plots.find_experiment(args.store, target)
+        name = find_experiment(args.store, target)
         if name:
             experiments.append(name)
             continue

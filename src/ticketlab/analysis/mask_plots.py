@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ticketlab import TicketlabError
-from ticketlab.analysis.lottery_plots import _errorbar_series, _pm_axis
+from ticketlab.analysis.figures import errorbar_series, pm_axis
 from ticketlab.analysis.masks import lpr, overlap_series
 from ticketlab.analysis.plots import plt, save
 from ticketlab.pruning import Mask
@@ -54,8 +54,8 @@ def plot_overlap(rows: list[dict], out_stem: str | Path, label_a: str = "A", lab
         raise TicketlabError("no levels to plot: no level has masks in both branches yet")
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for stat, points in series.items():
-        _errorbar_series(ax, points, _OVERLAP_LABELS[stat], **_OVERLAP_STYLES[stat])
-    _pm_axis(ax, [pm for points in series.values() for pm in points[0]])
+        errorbar_series(ax, points, _OVERLAP_LABELS[stat], **_OVERLAP_STYLES[stat])
+    pm_axis(ax, [pm for points in series.values() for pm in points[0]])
     ax.set(ylabel="fraction", ylim=(0, 1.03),
            title=f"mask overlap of {label_a} and {label_b} (mean; bars: min/max over trials)")
     ax.legend(fontsize=8)
