@@ -109,3 +109,14 @@ def test_verify_names_the_fix_for_a_wrong_store_or_experiment(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert cli.main(["verify", "lottery-0123", "--store", str(tmp_path)]) == 2
     assert "ticketlab status --store" in capsys.readouterr().err
+
+
+def test_lth_flip_chains_are_checked_from_the_complement_on(tmp_path):
+    root = run(tmp_path, **{"lottery.flip_levels": "2", "lottery.flip_rounds": 1, "lottery.reinits": 0})
+    report = verify_experiment(root)
+    assert report.ok, report.failures
+    assert report.checked["flip_complement"] == 1 and report.checked["start"] == 2 + 2  # IMP levels 1-2, flip 0-1
+    first = layout.trial_dir(root, 0) / "flip_2" / "level_0" / layout.MASK
+    Mask.load(job(root, 2) / layout.MASK).save(first)  # the ticket itself instead of its complement
+    failed = {f["check"] for f in verify_experiment(root).failures}
+    assert {"flip_complement", "job_mask", "nested"} <= failed

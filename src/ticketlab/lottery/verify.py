@@ -10,6 +10,8 @@ the papers' definitions, not from the runner's code, and reads only the store:
     job_mask       the IMP job, the 'ticket' branch and the reinits train under their level's mask
     random_counts  random-sparsity controls keep the ticket's per-layer counts (preserve_lpr / per_layer)
                    or its total (global)
+    flip_complement  an LTH_flip chain ([S4]) starts from the complement of its level's ticket; its levels
+                   are then checked like the IMP chain's (nested, pruned_from, job_mask, start: theta_0)
     start          the IMP job starts where lottery.mode says, exactly: reset -> theta_0, rewind -> the
                    dense run's weights at the rewind step, lr-rewind / continue -> level k-1's final weights
                    (times the mask); 'ticket' branches and dm_reinits start from theta_0's survivors
@@ -18,8 +20,8 @@ the papers' definitions, not from the runner's code, and reads only the store:
     summary        a finished job's summary counts the weights its mask keeps and names its hash
     readable       every mask and weight file loads (a file that does not is reported, never rewritten)
 
-The chain checks cover each trial's IMP levels and their branches; one-shot and LTH_flip jobs get the
-per-job checks (zeros, summary, readable, seeded_init). Only what exists is checked: an experiment in
+The chain checks cover each trial's IMP levels with their branches and LTH_flip chains; one-shot jobs get
+the per-job checks (zeros, summary, readable). Only what exists is checked: an experiment in
 progress verifies its finished part.
 """
 
@@ -40,8 +42,8 @@ from ticketlab.steps import Step
 from ticketlab.store import layout
 from ticketlab.store.artifacts import load_json, load_torch
 
-CHECKS = ("nested", "schedule", "pruned_from", "job_mask", "random_counts", "start", "seeded_init", "zeros",
-          "summary", "readable")
+CHECKS = ("nested", "schedule", "pruned_from", "job_mask", "random_counts", "flip_complement", "start", "seeded_init",
+          "zeros", "summary", "readable")
 
 
 @dataclass
@@ -170,13 +172,10 @@ def _check_chain(report: Verification, files: _Files, exp: LotteryExperimentSpec
     previous = files.mask(level0 / layout.MASK) if (level0 / layout.MASK).exists() else None
     for level in range(1, lot.levels + 1):
         ldir = layout.level_dir(tdir, level)
-        if previous is None or not (ldir / layout.MASK).exists():
-            return
-        mask = files.mask(ldir / layout.MASK)
+        mask = _check_level_mask(report, files, exp, infos, ldir, layout.level_dir(tdir, level - 1), previous)
         if mask is None:
-            return
+            break
         where = ldir / layout.MASK
-        report.expect("nested", mask.is_subset_of(previous), where, f"keeps weights level {level - 1} pruned")
         row = predicted[level]
         layers = {n: c for n, c in row["layers"].items() if c is not None and n in mask}
         counts = mask.layer_counts()
@@ -185,15 +184,8 @@ def _check_chain(report: Verification, files: _Files, exp: LotteryExperimentSpec
         pooled = sum(counts[n] for n, c in row["layers"].items() if c is None and n in counts)
         report.expect("schedule", not wrong and (pool is None or pooled == pool), where,
                       f"kept (have, predicted) {wrong}" + (f", pool {pooled} vs {pool}" if pool is not None else ""))
-        source = layout.level_dir(tdir, level - 1) / "main" / (layout.BEST if lot.mask_source == "best" else layout.FINAL)
-        weights = files.state(source) if source.exists() else None
-        if weights is not None:
-            again = prune(exp.pruning, {n: weights[n] for n in previous}, previous, infos)
-            report.expect("pruned_from", again.equals(mask), where, f"differs from pruning {source}")
-        for branch in ["main", "ticket", *(f"reinit_{i}" for i in range(lot.reinits))]:
-            job_mask = ldir / branch / layout.MASK
-            if job_mask.exists() and (m := files.mask(job_mask)) is not None:
-                report.expect("job_mask", m.equals(mask), job_mask, f"is not level {level}'s mask {where}")
+        for branch in ["ticket", *(f"reinit_{i}" for i in range(lot.reinits))]:
+            _check_job_mask(report, files, ldir / branch, mask, where)
         for random_job in sorted(ldir.glob("random_*")):
             m = files.mask(random_job / layout.MASK) if (random_job / layout.MASK).exists() else None
             if m is not None:
@@ -202,6 +194,56 @@ def _check_chain(report: Verification, files: _Files, exp: LotteryExperimentSpec
                               f"keeps {m.layer_counts()}, the ticket {mask.layer_counts()}")
         if theta0 is not None:
             _check_starts(report, files, exp, tdir, level, mask, theta0)
+        previous = mask
+    for source in lot.flip_levels:
+        _check_flip_chain(report, files, exp, tdir, source, infos, theta0)
+
+
+def _check_level_mask(report: Verification, files: _Files, exp: LotteryExperimentSpec, infos: dict, ldir: Path,
+                      previous_dir: Path, previous: Mask | None) -> Mask | None:
+    """Level ``ldir``'s mask (None when it does not exist yet): nested in ``previous``, recomputed by pruning
+    the previous level's IMP job, and the one its IMP job trained under."""
+    if previous is None or not (ldir / layout.MASK).exists() or (mask := files.mask(ldir / layout.MASK)) is None:
+        return None
+    where = ldir / layout.MASK
+    report.expect("nested", mask.is_subset_of(previous), where, f"keeps weights {previous_dir.name} pruned")
+    source = previous_dir / "main" / (layout.BEST if exp.lottery.mask_source == "best" else layout.FINAL)
+    weights = files.state(source) if source.exists() else None
+    if weights is not None:
+        again = prune(exp.pruning, {n: weights[n] for n in previous}, previous, infos)
+        report.expect("pruned_from", again.equals(mask), where, f"differs from pruning {source}")
+    _check_job_mask(report, files, ldir / "main", mask, where)
+    return mask
+
+
+def _check_job_mask(report: Verification, files: _Files, job: Path, mask: Mask, where: Path) -> None:
+    if (job / layout.MASK).exists() and (m := files.mask(job / layout.MASK)) is not None:
+        report.expect("job_mask", m.equals(mask), job / layout.MASK, f"is not the level's mask {where}")
+
+
+def _check_flip_chain(report: Verification, files: _Files, exp: LotteryExperimentSpec, tdir: Path, source: int,
+                      infos: dict, theta0: dict | None) -> None:
+    """[S4] LTH_flip: the complement of level ``source``'s ticket, then IMP on it, every job from theta_0."""
+    fdir = layout.flip_dir(tdir, source)
+    first, ticket = layout.level_dir(fdir, 0) / layout.MASK, layout.level_dir(tdir, source) / layout.MASK
+    if not first.exists() or not ticket.exists():
+        return
+    previous, ticket_mask = files.mask(first), files.mask(ticket)
+    if previous is None or ticket_mask is None:
+        return
+    report.expect("flip_complement", previous.equals(~ticket_mask), first, f"is not the complement of {ticket}")
+    for level in range(exp.lottery.flip_rounds + 1):
+        ldir = layout.level_dir(fdir, level)
+        mask = previous if level == 0 else _check_level_mask(report, files, exp, infos, ldir,
+                                                             layout.level_dir(fdir, level - 1), previous)
+        if mask is None:
+            break
+        if level == 0:
+            _check_job_mask(report, files, ldir / "main", mask, first)
+        init_path = ldir / "main" / layout.INIT
+        if theta0 is not None and init_path.exists() and (init := files.state(init_path)) is not None:
+            differs = [n for n in mask if not torch.equal(init[n], theta0[n] * mask[n])]
+            report.expect("start", not differs, init_path, f"{differs} differ from theta_0 times the mask")
         previous = mask
 
 
