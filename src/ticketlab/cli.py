@@ -218,18 +218,23 @@ def cmd_lottery(args) -> None:
                 print(f"plot: {path}")
 
 
-def cmd_status(args) -> None:
+def _experiment_roots(args) -> list[Path]:
+    """The folders of the experiments named on the command line, or of every lottery experiment in --store."""
     from ticketlab.lottery import status
     store = Path(args.store)
     if not store.is_dir():
         raise TicketlabError(f"store {store} does not exist; pass the --store your experiments ran with")
-    roots = [_experiment_folder(store, target) for target in args.experiments] or status.experiments(store)
-    reports = [status.experiment_status(root) for root in roots]
+    return [_experiment_folder(store, target) for target in args.experiments] or status.experiments(store)
+
+
+def cmd_status(args) -> None:
+    from ticketlab.lottery import status
+    reports = [status.experiment_status(root) for root in _experiment_roots(args)]
     if args.json:
         print(json.dumps(reports, indent=2))
         return
     if not reports:
-        print(f"no lottery experiments in {store}")
+        print(f"no lottery experiments in {args.store}")
     for report in reports:
         print(status.format_status(report))
         if args.jobs:
@@ -240,16 +245,12 @@ def cmd_status(args) -> None:
 
 
 def cmd_verify(args) -> int:
-    from ticketlab.lottery import status, verify
-    store = Path(args.store)
-    if not store.is_dir():
-        raise TicketlabError(f"store {store} does not exist; pass the --store your experiments ran with")
-    roots = [_experiment_folder(store, target) for target in args.experiments] or status.experiments(store)
-    reports = [verify.verify_experiment(root) for root in roots]
+    from ticketlab.lottery import verify
+    reports = [verify.verify_experiment(root) for root in _experiment_roots(args)]
     if args.json:
         print(json.dumps([r.as_dict() for r in reports], indent=2))
     else:
-        print("\n".join(verify.format_verification(r) for r in reports) or f"no lottery experiments in {store}")
+        print("\n".join(verify.format_verification(r) for r in reports) or f"no lottery experiments in {args.store}")
     return 0 if all(r.ok for r in reports) else 1
 
 

@@ -5,12 +5,8 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 store="${1:?usage: snapshot.sh STORE}"
 exp=lottery-6fab9fb5532329d6
-ticketlab="$(cd "$here/../../.." && pwd)/.venv/bin/ticketlab"
-"$ticketlab" results --store "$store" --where experiment=$exp --csv > "$here/jobs.csv"
-"$ticketlab" tables "$exp" --store "$store" --kind levels > "$here/table.txt"
-"$ticketlab" status "$exp" --store "$store" > "$here/status.txt"
-"$ticketlab" verify "$exp" --store "$store" > "$here/verify.txt" || true   # a failure is recorded, not hidden
-"$ticketlab" plot "$exp" --store "$store" --kind levels --out "$here/levels" > /dev/null
+"$here/../snapshot.sh" "$exp" "$store" "$here"
+ticketlab="$here/../../../.venv/bin/ticketlab"
 # Fig 3: test accuracy vs iteration at Pm 100, 51.3, 21.1, 7.0, 3.6 (levels 0, 3, 7, 12, 15), x up to 15K;
 # Fig 11 (right): validation loss of tickets vs their reinits at Pm 51.3 and 21.1, x up to 25K.
 "$ticketlab" plot "$exp" --store "$store" --kind curves --levels 0,3,7,12,15 --until 15000 --out "$here/fig3_curves" > /dev/null

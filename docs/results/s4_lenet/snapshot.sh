@@ -5,10 +5,10 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 store="${1:?usage: snapshot.sh STORE}"
 exp=lottery-709fe3ffd108cf23
-ticketlab="$(cd "$here/../../.." && pwd)/.venv/bin/ticketlab"
-"$ticketlab" results --store "$store" --where experiment=$exp --csv > "$here/jobs.csv"
+"$here/../snapshot.sh" "$exp" "$store" "$here"
+mv "$here/table.txt" "$here/levels.txt"
+ticketlab="$here/../../../.venv/bin/ticketlab"
 "$ticketlab" tables "$exp" --store "$store" --kind s4 > "$here/tables.txt"
-"$ticketlab" tables "$exp" --store "$store" --kind levels > "$here/levels.txt"
 plots="$store/$exp/plots"
 "$ticketlab" plot "$exp" --store "$store" --kind levels --families ticket,snip,isnip --out "$here/levels" > /dev/null
 cp "$plots/overlap_snip.png" "$plots/flips.png" "$here/"
