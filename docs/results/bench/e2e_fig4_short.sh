@@ -6,12 +6,13 @@
 #   DATA_DIR=../shared/datasets docs/results/bench/e2e_fig4_short.sh > e2e.csv
 # ENGINES="auto" EXTRA="--set training.test_eval=reported" times the batched engine with the test set
 # evaluated only where it is reported. LEVELS=20 runs every level of the protocol (0-20, 405 runs), where
-# the batched engine switches layers that keep < 15% of their weights to sparse products (level 9 on).
+# the batched engine switches layers that keep < 15% of their weights to sparse products (level 9 on);
+# STEPS="500 1500" sets the two lengths.
 set -euo pipefail
 data="${DATA_DIR:-../shared/datasets}"
 echo "engine,steps,runs,wall_s"
 for engine in ${ENGINES:-sequential auto}; do
-  for steps in 1000 3000; do
+  for steps in ${STEPS:-1000 3000}; do
     store=$(mktemp -d)
     start=$(date +%s.%N)
     .venv/bin/ticketlab lottery --model lenet --set data.dataset=mnist --set lottery.trials=5 --set lottery.levels=${LEVELS:-3} \
