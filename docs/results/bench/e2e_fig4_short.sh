@@ -20,7 +20,7 @@ for engine in ${ENGINES:-sequential auto}; do
       --data-dir "$data" --store "$store" > "$store.log" 2>&1
     end=$(date +%s.%N)
     runs=$(ls -d "$store"/lottery-*/trial_*/level_*/*/ | wc -l)
-    echo "$engine,$steps,$runs,$(echo "$end - $start" | bc)"
+    echo "$engine${EXTRA:+ $EXTRA},$steps,$runs,$(echo "$end - $start" | bc)"   # the engine column names the extra options
     rm -rf "$store" "$store.log"
   done
 done
