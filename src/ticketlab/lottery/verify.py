@@ -70,32 +70,42 @@ class Verification:
 
 
 class _Files:
-    """Loads each file once; an unreadable file is one 'readable' failure and then None, and so is a file
-    gone by the time it is read (a running experiment deletes resume.pt when a job finishes), uncounted."""
+    """Loads the store's files for the checks. Masks and JSON (small) are kept; weight states are read
+    each time they are needed, so memory stays at a few states even for VGG-sized experiments. Each path
+    counts once under 'readable'; an unreadable file is one 'readable' failure and then None, and so is a
+    file gone by the time it is read (a running experiment deletes resume.pt when a job finishes), uncounted."""
 
     def __init__(self, report: Verification):
-        self.report, self.cache = report, {}
+        self.report, self.kept, self.seen, self.bad = report, {}, set(), set()
 
     def mask(self, path: Path) -> Mask | None:
-        return self._load(path, Mask.load)
+        if path not in self.kept:
+            self.kept[path] = self._load(path, Mask.load)
+        return self.kept[path]
+
+    def json(self, path: Path) -> dict | None:
+        if path not in self.kept:
+            self.kept[path] = self._load(path, load_json)
+        return self.kept[path]
 
     def state(self, path: Path) -> dict | None:
         return self._load(path, load_torch)
 
-    def json(self, path: Path) -> dict | None:
-        return self._load(path, load_json)
-
     def _load(self, path: Path, loader):
-        if path not in self.cache:
-            try:
-                self.cache[path] = loader(path)
-                self.report.checked["readable"] += 1
-            except FileNotFoundError:
-                self.cache[path] = None
-            except TicketlabError as exc:
-                self.report.expect("readable", False, path, str(exc))
-                self.cache[path] = None
-        return self.cache[path]
+        if path in self.bad:
+            return None
+        try:
+            value = loader(path)
+        except FileNotFoundError:
+            return None
+        except TicketlabError as exc:
+            self.bad.add(path)
+            self.report.expect("readable", False, path, str(exc))
+            return None
+        if path not in self.seen:
+            self.seen.add(path)
+            self.report.checked["readable"] += 1
+        return value
 
 
 def verify_experiment(root: Path) -> Verification:
@@ -170,6 +180,7 @@ def _check_chain(report: Verification, files: _Files, exp: LotteryExperimentSpec
     level0 = layout.level_dir(tdir, 0) / "main"
     theta0 = files.state(level0 / layout.INIT) if (level0 / layout.INIT).exists() else None
     previous = files.mask(level0 / layout.MASK) if (level0 / layout.MASK).exists() else None
+    rewind = _rewind_state(files, exp, level0) if lot.mode == "rewind" else None   # read once per trial
     for level in range(1, lot.levels + 1):
         ldir = layout.level_dir(tdir, level)
         mask = _check_level_mask(report, files, exp, infos, ldir, layout.level_dir(tdir, level - 1), previous)
@@ -193,7 +204,7 @@ def _check_chain(report: Verification, files: _Files, exp: LotteryExperimentSpec
                 report.expect("random_counts", same, random_job / layout.MASK,
                               f"keeps {m.layer_counts()}, the ticket {mask.layer_counts()}")
         if theta0 is not None:
-            _check_starts(report, files, exp, tdir, level, mask, theta0)
+            _check_starts(report, files, exp, tdir, level, mask, theta0, rewind)
         previous = mask
     for source in lot.flip_levels:
         _check_flip_chain(report, files, exp, tdir, source, infos, theta0)
@@ -248,10 +259,9 @@ def _check_flip_chain(report: Verification, files: _Files, exp: LotteryExperimen
 
 
 def _check_starts(report: Verification, files: _Files, exp: LotteryExperimentSpec, tdir: Path, level: int,
-                  mask: Mask, theta0: dict) -> None:
+                  mask: Mask, theta0: dict, rewind: tuple[dict | None, str] | None) -> None:
+    """``rewind``: the dense run's state at the rewind step and its name (mode=rewind), else None."""
     lot, ldir = exp.lottery, layout.level_dir(tdir, level)
-    level0 = layout.level_dir(tdir, 0) / "main"
-    rewind = _rewind_state(files, exp, level0) if lot.mode == "rewind" else None
     if lot.mode == "reset":
         main_start, what = theta0, "theta_0"
     elif lot.mode == "rewind":
@@ -299,7 +309,7 @@ def format_verification(report: Verification) -> str:
     failed = Counter(f["check"] for f in report.failures)
     for check in CHECKS:
         if report.checked[check]:
-            lines.append(f"  {check:<14} {report.checked[check]:>6} checked" + (f", {failed[check]} failed" if failed[check] else ""))
+            lines.append(f"  {check:<16} {report.checked[check]:>6} checked" + (f", {failed[check]} failed" if failed[check] else ""))
     for failure in report.failures[:20]:
         lines.append(f"  FAILED {failure['check']}: {failure['path']}: {failure['why']}")
     if len(report.failures) > 20:
