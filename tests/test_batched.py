@@ -11,10 +11,10 @@ import torch
 from ticketlab import TicketlabError, api
 from ticketlab.steps import Step
 from ticketlab.store import layout
-from ticketlab.store.artifacts import load_json, load_torch
+from ticketlab.store.artifacts import load_json, load_torch, save_torch
 from ticketlab.train.batched import JobEntry, run_jobs_batched, train_batched
 from ticketlab.train.job import build_model, run_job
-from ticketlab.train.loop import train
+from ticketlab.train.loop import WALL, train
 from ticketlab.train.metrics import read_metrics
 
 from helpers import OPTIMIZERS, quick_spec, random_mask
@@ -34,6 +34,8 @@ def assert_same_metrics(single_job, batched_job, val_size):
     assert a.keys() == b.keys()
     for name in a:
         assert [s for s, _ in a[name]] == [s for s, _ in b[name]], name
+        if name == WALL:
+            continue  # times differ, the steps they are logged at do not
         for (_, x), (_, y) in zip(a[name], b[name]):
             # accuracies: equal or within one example of the split; losses: float rounding
             tolerance = 1.0 / val_size + 1e-9 if "accuracy" in name else 1e-4 * max(1.0, abs(x))
@@ -145,6 +147,8 @@ def test_resume_after_crash_is_bit_identical(tmp_path, crash_at):
         train_batched(models, [None] * 3, splits, [e.spec.training for e in _entries(tmp_path / "c", spec, splits)],
                       jobs=jobs)
     (jobs[0] / layout.RESUME).write_bytes(saved)
+    for j in jobs:  # pretend the crashed process had run for 1000 s
+        save_torch(j / layout.RESUME, {**load_torch(j / layout.RESUME), "wall_seconds": 1000.0})
 
     resumed = run_jobs_batched(_entries(tmp_path / "b", spec, splits), splits)
     for i, (ref, got) in enumerate(zip(reference, resumed)):
@@ -154,6 +158,9 @@ def test_resume_after_crash_is_bit_identical(tmp_path, crash_at):
             assert got[key] == ref[key]
         steps = [json.loads(l)["step"] for l in (jobs[i] / layout.METRICS).read_text().splitlines() if '"val/loss"' in l]
         assert steps == [0, 20, 40, 60, 80, 100]  # no duplicated records after the resume
+        seconds = dict(read_metrics(jobs[i] / layout.METRICS)[WALL])   # the time before the crash carries over
+        assert sorted(seconds) == steps and seconds[60] < 1000 < seconds[80] <= got["wall_seconds"]
+        assert got["batch_models"] == 3
 
 
 def test_run_jobs_batched_writes_what_run_job_writes(tmp_path):

@@ -9,7 +9,8 @@ from ticketlab import TicketlabError, api
 from ticketlab.cli import main
 from ticketlab.lottery import status
 from ticketlab.store import layout
-from ticketlab.store.artifacts import locked
+from ticketlab.store.artifacts import load_json, locked
+from ticketlab.train.loop import WALL
 
 QUICK = {"data.dataset": "synthetic", "data.val_size": 200, "model.hidden": "32,16", "training.steps": "40it",
          "training.eval_every": "20it", "lottery.levels": 2, "lottery.trials": 2, "lottery.reinits": 1}
@@ -56,7 +57,37 @@ def test_states_of_unfinished_jobs(tmp_path):
     assert rows["trial_1/level_2/main"]["state"] == "running" and rows["trial_1/level_2/main"]["total"] == 40
     assert report["counts"] == {"done": report["planned"] - 2, "running": 1, "partial": 1, "pending": 0}
     assert "trial 0: levels 0-1 done; in progress: level_2/reinit_0 20/40" in text
-    assert "level_2/main 40/40 (running)" in text and "finished" not in text
+    assert "level_2/main 40/40 (running)" in text and "\n  finished" not in text
+
+
+def test_time_spent_and_time_left(tmp_path):
+    exp = api.make_experiment("lenet", overrides=QUICK)
+    root = api.lottery(exp, tmp_path, progress=False, log=lambda *a: None)
+    finished = status.experiment_status(root)
+    summaries = [load_json(p) for p in root.rglob(layout.SUMMARY)]
+    assert all(s["wall_seconds"] > 0 for s in summaries)
+    assert finished["seconds_spent"] == pytest.approx(sum(s["wall_seconds"] / s["batch_models"] for s in summaries))
+    assert "time: " in status.format_status(finished) and " left " not in status.format_status(finished)
+
+    stopped, busy = root / "trial_0/level_2/reinit_0", root / "trial_1/level_2/main"
+    for job in (stopped, busy):
+        (job / layout.SUMMARY).unlink()
+    (stopped / layout.METRICS).write_text(_records([(0, 0.2), (20, 5.0)]))
+    (busy / layout.METRICS).write_text(_records([(0, 0.5), (20, 10.0)]))   # 0.5 s per iteration
+    idle = status.experiment_status(root)   # nothing running: the finished jobs' pace, one job at a time
+    assert idle["pace_of"] == "finished" and idle["jobs_at_once"] == 1
+    assert idle["seconds_left"] == pytest.approx((20 + 20) * idle["seconds_per_iteration"])
+    with locked(busy / layout.LOCK):
+        report = status.experiment_status(root)
+        text = status.format_status(report)
+    assert report["pace_of"] == "running" and report["seconds_per_iteration"] == 0.5
+    assert report["seconds_left"] == pytest.approx((20 + 20) * 0.5)   # 20 iterations left in each of the two
+    assert "about 20 s left at the running jobs' pace (500 ms per iteration, one job at a time)" in text
+
+
+def _records(times):
+    return "".join(json.dumps({"step": step, "name": name, "value": value}) + "\n"
+                   for step, seconds in times for name, value in (("val/loss", 1.0), (WALL, seconds)))
 
 
 def test_cli_status_and_dry_run(tmp_path, capsys):

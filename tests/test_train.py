@@ -10,9 +10,9 @@ from ticketlab import TicketlabError, api
 from ticketlab.spec import TrainingSpec, apply_overrides
 from ticketlab.steps import Step
 from ticketlab.store import layout
-from ticketlab.store.artifacts import load_torch
+from ticketlab.store.artifacts import load_torch, save_torch
 from ticketlab.train.job import build_model
-from ticketlab.train.loop import train
+from ticketlab.train.loop import WALL, train
 from ticketlab.train.metrics import read_metrics
 from ticketlab.train.optim import Schedule
 
@@ -102,6 +102,33 @@ def test_resume_after_crash_is_bit_identical(tmp_path, crash_at):
         assert resumed[key] == reference[key]
     steps = [json.loads(l)["step"] for l in (job / layout.METRICS).read_text().splitlines() if '"val/loss"' in l]
     assert steps == [0, 20, 40, 60, 80, 100]  # no duplicated records after the resume
+
+
+def _logged_seconds(job):
+    return dict(read_metrics(job / layout.METRICS).get(WALL, []))
+
+
+@pytest.mark.parametrize("recorded", [True, False])
+def test_a_runs_time_counts_every_process_that_trained_it(tmp_path, crash_at, recorded):
+    spec = quick_spec(**{"training.steps": "100it"})
+    with crash_at(70), pytest.raises(RuntimeError):
+        api.train(spec, tmp_path, checkpoint_seconds=0)
+    job = next(tmp_path.glob("train-*"))
+    state = load_torch(job / layout.RESUME)
+    assert state["wall_seconds"] > 0 and _logged_seconds(job)[60] <= state["wall_seconds"]
+    if recorded:   # pretend the first process ran for 1000 s before the crash
+        state["wall_seconds"] = 1000.0
+    else:          # a resume file from before the time was recorded
+        del state["wall_seconds"]
+    save_torch(job / layout.RESUME, state)
+    summary = api.train(spec, tmp_path)
+    seconds = _logged_seconds(job)
+    if recorded:
+        assert sorted(seconds) == [0, 20, 40, 60, 80, 100]
+        assert seconds[60] < 1000 < seconds[80] <= seconds[100] <= summary["wall_seconds"]
+    else:  # the time is unknown: nothing logged after the resume, the summary counts this process only
+        assert sorted(seconds) == [0, 20, 40, 60] and summary["wall_seconds"] < 1000
+    assert summary["batch_models"] == 1
 
 
 def test_corrupt_checkpoint_is_a_clear_error_and_keeps_the_store(tmp_path):

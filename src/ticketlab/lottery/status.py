@@ -23,6 +23,7 @@ from ticketlab.spec import LotteryExperimentSpec, from_dict
 from ticketlab.steps import Step
 from ticketlab.store import layout
 from ticketlab.store.artifacts import load_json, locked
+from ticketlab.train.loop import WALL
 
 
 @dataclass(frozen=True)
@@ -59,20 +60,42 @@ def planned_jobs(exp: LotteryExperimentSpec) -> list[PlannedJob]:
     return jobs
 
 
-def _last_step(metrics: Path) -> int:
-    """The last step logged in a metrics.jsonl (0 if none): read from the end, so it is cheap."""
+def _head_step(metrics: Path) -> int | None:
+    """The first step logged in a metrics.jsonl (where the job started: 0, or k when rewound to k)."""
+    with open(metrics, "rb") as handle:
+        try:
+            return int(json.loads(handle.readline())["step"])
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+def _tail(metrics: Path) -> tuple[int, float | None]:
+    """The last step logged in a metrics.jsonl (0 if none) and the run's time then (``time/wall_seconds``;
+    None in files written before it was logged): read from the end, so it is cheap."""
     if not metrics.exists():
-        return 0
+        return 0, None
     with open(metrics, "rb") as handle:
         handle.seek(0, 2)
         handle.seek(max(0, handle.tell() - 4096))
         lines = handle.read().splitlines()
+    step, seconds = None, None
     for line in reversed(lines):
         try:
-            return int(json.loads(line)["step"])
+            record = json.loads(line)
+            if step is None:
+                step = int(record["step"])
+            if record["name"] == WALL:
+                seconds = float(record["value"]) if int(record["step"]) == step else None
+                break
         except (ValueError, KeyError, TypeError):
             continue  # a torn last line, or the chunk started mid-line
-    return 0
+    return step or 0, seconds
+
+
+def _pace(job: Path, step: int, seconds: float | None) -> float | None:
+    """Seconds per iteration of a job, from the time logged at its last step and where it started."""
+    first = _head_step(job / layout.METRICS) if seconds is not None else None
+    return seconds / (step - first) if first is not None and step > first else None
 
 
 def _is_locked(job: Path) -> bool:
@@ -105,19 +128,25 @@ def experiment_status(root: Path, exp: LotteryExperimentSpec | None = None) -> d
                                  "experiments with `ticketlab status --store DIR`")
         meta = load_json(root / layout.SPEC)
         exp = from_dict(LotteryExperimentSpec, meta["spec"])
-    jobs, iterations_of = [], []
+    jobs, iterations_of, pace = [], [], {}
     for planned in planned_jobs(exp):
         job = root / planned.path
         row = {"path": planned.path, "kind": planned.kind, "trial": planned.trial, "level": planned.level,
                "branch": planned.branch}
         if (job / layout.SUMMARY).exists():
             summary = load_json(job / layout.SUMMARY)
-            row.update(state="done", step=summary["iterations"], total=summary["iterations"])
+            # a batch's models share its time; summaries older than batch_models count it once each
+            row.update(state="done", step=summary["iterations"], total=summary["iterations"],
+                       seconds=summary.get("wall_seconds", 0.0) / summary.get("batch_models", 1),
+                       batch_models=summary.get("batch_models", 1))
             iterations_of.append(summary["iterations"])
         elif job.exists():
-            row.update(state="running" if _is_locked(job) else "partial", step=_last_step(job / layout.METRICS))
+            step, seconds = _tail(job / layout.METRICS)
+            row.update(state="running" if _is_locked(job) else "partial", step=step, seconds=seconds)
+            if row["state"] == "running":
+                pace[planned.path] = _pace(job, step, seconds)
         else:
-            row.update(state="pending", step=0)
+            row.update(state="pending", step=0, seconds=None)
         jobs.append(row)
     typical = (max(set(iterations_of), key=iterations_of.count) if iterations_of else
                exp.training.steps.amount if exp.training.steps.unit == "it" else None)
@@ -126,10 +155,34 @@ def experiment_status(root: Path, exp: LotteryExperimentSpec | None = None) -> d
             row["total"] = _total_steps(root / row["path"], None) or typical
     counts = {state: sum(r["state"] == state for r in jobs) for state in ("done", "running", "partial", "pending")}
     known = [r for r in jobs if r["total"] is not None]
-    return {"experiment": root.name, "data": meta.get("data", exp.data.dataset), "model": exp.model.name, "trials": exp.lottery.trials,
+    planned = sum(r["total"] for r in known) if len(known) == len(jobs) else None
+    done = sum(min(r["step"], r["total"]) for r in known)
+    return {**_time_left(root, jobs, pace, planned, done),
+            "experiment": root.name, "data": meta.get("data", exp.data.dataset), "model": exp.model.name, "trials": exp.lottery.trials,
             "levels": exp.lottery.levels, "jobs": jobs, "counts": counts, "planned": len(jobs),
-            "iterations_done": sum(min(r["step"], r["total"]) for r in known),
-            "iterations_planned": sum(r["total"] for r in known) if len(known) == len(jobs) else None}
+            "iterations_done": done, "iterations_planned": planned}
+
+
+def _time_left(root: Path, jobs: list[dict], pace: dict, planned: int | None, done: int) -> dict:
+    """The time spent on finished jobs (their ``wall_seconds``, a batch's time shared among its models) and
+    an estimate of the time left: the remaining iterations at the running jobs' pace (median seconds per
+    iteration of one of them) divided by how many run at once (worker processes x models per batch); with
+    none running, at the finished jobs' pace per model, one process at a time. No estimate before some
+    job has logged its time (``time/wall_seconds``, older stores have none)."""
+    spent = sum(r["seconds"] for r in jobs if r["state"] == "done")
+    paces, at_once, source = [p for p in pace.values() if p is not None], len(pace), "running"
+    if not paces:
+        at_once, source = 1, "finished"
+        for r in jobs:
+            if r["state"] == "done":
+                pace_of_batch = _pace(root / r["path"], *_tail(root / r["path"] / layout.METRICS))
+                paces += [pace_of_batch / r["batch_models"]] if pace_of_batch is not None else []
+    if not paces or planned is None:
+        return {"seconds_spent": spent, "seconds_per_iteration": None, "pace_of": None, "jobs_at_once": at_once,
+                "seconds_left": None}
+    median = sorted(paces)[len(paces) // 2]
+    return {"seconds_spent": spent, "seconds_per_iteration": median, "pace_of": source, "jobs_at_once": at_once,
+            "seconds_left": (planned - done) * median / at_once}
 
 
 def experiments(store: Path) -> list[Path]:
@@ -143,6 +196,27 @@ def _progress(row: dict) -> str:
     return f"{where} {steps}" + (" (running)" if row["state"] == "running" else "")
 
 
+def duration(seconds: float) -> str:
+    """12 s, 14 min, 3.2 h, 5.1 days."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def _time_text(status: dict, finished: bool) -> str:
+    text = f"time: {duration(status['seconds_spent'])} of training in finished jobs (summed over processes)"
+    if finished or status["seconds_left"] is None:
+        return text
+    pace, at_once = status["seconds_per_iteration"], status["jobs_at_once"]
+    how = f"{at_once} jobs at once" if at_once > 1 else "one job at a time"
+    return (f"{text}; about {duration(status['seconds_left'])} left at the {status['pace_of']} jobs' pace "
+            f"({1000 * pace:.0f} ms per iteration, {how})")
+
+
 def format_status(status: dict) -> str:
     """A few lines per experiment: totals, then per trial the finished levels and the unfinished jobs."""
     c, jobs = status["counts"], status["jobs"]
@@ -153,6 +227,7 @@ def format_status(status: dict) -> str:
     planned_text = f"{planned_it:,}" if planned_it else "?"
     lines.append(f"  jobs {c['done']}/{status['planned']} done, {c['running']} running, {c['partial']} stopped "
                  f"part-way, {c['pending']} not started; iterations {done_it:,}/{planned_text}{share}")
+    lines.append("  " + _time_text(status, finished=c["done"] == status["planned"]))
     for trial in sorted({r["trial"] for r in jobs}):
         rows = [r for r in jobs if r["trial"] == trial and r["kind"] == "lottery"]
         finished = [lv for lv in sorted({r["level"] for r in rows})

@@ -56,7 +56,7 @@ from ticketlab.spec import TrainingSpec, TrainSpec
 from ticketlab.store import index, layout
 from ticketlab.store.artifacts import load_json, load_torch, locked, save_torch
 from ticketlab.train.job import finish_job, prepare_job
-from ticketlab.train.loop import TrainResult, _autocast, activation_elements, eval_chunk, train
+from ticketlab.train.loop import WALL, TrainResult, _autocast, activation_elements, eval_chunk, train
 from ticketlab.train.metrics import EarlyStop, MetricLog
 from ticketlab.train.optim import Schedule
 from ticketlab.train.progress import Progress
@@ -200,6 +200,7 @@ def _train_stacked(models, masks, specs, jobs, splits, kind, augment, progress, 
     trackers = [EarlyStop(patience=spec.patience) for _ in specs]
     best: list = [None] * count
     start, resumed_at = start_step, -1
+    began, prior_seconds, timed = time.monotonic(), [0.0] * count, [True] * count
 
     resumes = [job / layout.RESUME if job else None for job in jobs]
     found = [load_torch(p) if p is not None and p.exists() else None for p in resumes]
@@ -212,6 +213,7 @@ def _train_stacked(models, masks, specs, jobs, splits, kind, augment, progress, 
             stacked.load(k, state["model"])
             trackers[k] = EarlyStop(**state["tracker"])
             best[k] = state["best_state"]
+            prior_seconds[k], timed[k] = state.get("wall_seconds", 0.0), "wall_seconds" in state  # see train()
         optimizer.load([s["optimizer"] for s in found])
         torch.set_rng_state(found[0]["rng"])
         start = resumed_at = found[0]["step"]
@@ -227,10 +229,14 @@ def _train_stacked(models, masks, specs, jobs, splits, kind, augment, progress, 
             with torch.no_grad():
                 torch._foreach_mul_(weights, mask_list)
 
+    def seconds(k: int) -> float:
+        return prior_seconds[k] + time.monotonic() - began
+
     def save_resume(step: int, k: int) -> None:
         if resumes[k] is not None:
             save_torch(resumes[k], {"step": step, "slot": k, "model": stacked.state(k), "optimizer": optimizer.state(k),
-                                    "tracker": trackers[k].state(), "best_state": best[k], "rng": torch.get_rng_state()})
+                                    "tracker": trackers[k].state(), "best_state": best[k], "rng": torch.get_rng_state(),
+                                    "wall_seconds": seconds(k)})
 
     def save_step(step: int, k: int, state=None) -> None:
         if jobs[k] is not None and step in keep_steps and not (jobs[k] / layout.step_checkpoint(step)).exists():
@@ -261,7 +267,7 @@ def _train_stacked(models, masks, specs, jobs, splits, kind, augment, progress, 
                 if batch_loss is not None:
                     values[k]["train/batch_loss"] = batch_loss[k]
                 values[k]["lr"] = schedules[k](step)
-                logs[k].write(step, values[k])
+                logs[k].write(step, {**values[k], WALL: seconds(k)} if timed[k] else values[k])
                 if trackers[k].update(step, values[k]):
                     best[k] = stacked.state(k)
                 if step == total or trackers[k].should_stop:
@@ -328,7 +334,8 @@ def _train_stacked(models, masks, specs, jobs, splits, kind, augment, progress, 
             at_best["test/loss"], at_best["test/accuracy"] = best_test[k]
         results.append(TrainResult(iterations=stop, early_stop_iteration=trackers[k].best_step, at_early_stop=at_best,
                                    final=final, stopped_early=stopped, best_state=best[k],
-                                   compile_seconds=compile_seconds))
+                                   compile_seconds=compile_seconds, wall_seconds=seconds(k),
+                                   batch_models=count))
     if progress:
         progress.close()
     return results
@@ -383,7 +390,7 @@ def run_jobs_batched(entries: Sequence[JobEntry | tuple], splits: Splits, *, sto
     """``run_job`` for every entry, training the unfinished jobs in as few batches as possible; returns the
     summaries in entry order. Finished jobs (summary.json) are skipped; every other job directory is locked
     (in path order, so two processes with overlapping sets cannot deadlock), prepared and finished exactly
-    like ``run_job`` (same files, same summary keys; ``wall_seconds`` is the batch's time). Jobs share a
+    like ``run_job`` (same files, same summary keys; ``wall_seconds``: its batch's training time). Jobs share a
     batch when their data, architecture and training specs allow it (``check_batchable``), they start,
     or resume, from the same step, and their masks put the same layers on sparse arithmetic
     (``sparse_layers``); anything else goes into another batch."""
@@ -397,7 +404,6 @@ def run_jobs_batched(entries: Sequence[JobEntry | tuple], splits: Splits, *, sto
             if (Path(entries[i].job) / layout.SUMMARY).exists():
                 summaries[i] = load_json(Path(entries[i].job) / layout.SUMMARY)
         todo = [i for i in todo if summaries[i] is None]
-        started = time.time()
         prepared = {}
         batches = defaultdict(list)
         for i in todo:
@@ -421,7 +427,7 @@ def run_jobs_batched(entries: Sequence[JobEntry | tuple], splits: Splits, *, sto
             for i, result in zip(batch, results):
                 e, (model, mask, context) = entries[i], prepared[i]
                 summaries[i] = finish_job(Path(e.job), e.spec, splits, model, mask, result, context=context,
-                                          started=started, report_steps=list(e.report_steps))
+                                          report_steps=list(e.report_steps))
     if store is not None:  # finished ones too: a kill may have come between their summary and their row
         for summary in summaries:
             index.record(store, summary)

@@ -6,7 +6,6 @@ calls it once. A job whose ``summary.json`` exists is never trained again.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import torch
@@ -56,13 +55,12 @@ def run_job(job: Path, spec: TrainSpec, splits: Splits, *, mask: Mask | None = N
     with locked(job / layout.LOCK):
         if summary_path.exists():  # another process finished it while we waited
             return _indexed(store, load_json(summary_path))
-        started = time.time()
         model, mask = prepare_job(job, spec, splits, mask=mask, init_state=init_state, context=context)
         label = " ".join(f"{k}={context[k]}" for k in ("branch", "trial", "level") if k in context) or job.name
         result = train(model, mask, splits, spec.training, job=job, augment=spec.data.augment,
                        progress=Progress(label, spec.training.steps.iterations(len(splits.train_x) // spec.training.batch_size), enabled=progress),
                        checkpoint_seconds=checkpoint_seconds, start_step=start_step)
-        summary = finish_job(job, spec, splits, model, mask, result, context=context, started=started,
+        summary = finish_job(job, spec, splits, model, mask, result, context=context,
                              report_steps=report_steps)
     return _indexed(store, summary)
 
@@ -96,7 +94,7 @@ def prepare_job(job: Path, spec: TrainSpec, splits: Splits, *, mask: Mask | None
 
 
 def finish_job(job: Path, spec: TrainSpec, splits: Splits, model: models.Model, mask: Mask, result: TrainResult, *,
-               context: dict, started: float, report_steps: list[int] = ()) -> dict:
+               context: dict, report_steps: list[int] = ()) -> dict:
     """Write ``final.pt``, ``best.pt`` and (last) ``summary.json`` of a trained job and return the summary;
     shared by ``run_job`` and the batched engine so both write the same keys."""
     save_torch(job / layout.FINAL, model.state_dict())
@@ -124,7 +122,8 @@ def finish_job(job: Path, spec: TrainSpec, splits: Splits, model: models.Model, 
         "final_test_accuracy": result.final["test/accuracy"],
         "final_val_accuracy": result.final["val/accuracy"],
         "final_train_accuracy": result.final["train/accuracy"],
-        "wall_seconds": time.time() - started,
+        "wall_seconds": result.wall_seconds,   # every process's time on it, across resumes
+        "batch_models": result.batch_models,   # models that shared that time (batched engine)
     }
     test_accuracy = dict(read_metrics(job / layout.METRICS).get("test/accuracy", []))
     summary.update({f"test_accuracy_at_{s}": test_accuracy[s] for s in report_steps if s in test_accuracy})

@@ -21,6 +21,9 @@ from ticketlab.train.optim import Schedule, build_optimizer, decoupled_decay
 from ticketlab.train.progress import Progress
 
 
+WALL = "time/wall_seconds"   # metrics.jsonl: a run's time so far, at each evaluation
+
+
 @dataclass
 class TrainResult:
     iterations: int                 # iterations actually run (fewer than planned only with patience)
@@ -30,6 +33,8 @@ class TrainResult:
     stopped_early: bool
     best_state: dict[str, torch.Tensor]
     compile_seconds: float | None = None   # training.compile: wall time of the first (compiling) step
+    wall_seconds: float = 0.0        # time spent training, summed over every process that trained this run
+    batch_models: int = 1            # models trained side by side in that time (the batched engine's K)
 
 
 class _MaskedParams:
@@ -131,7 +136,9 @@ def train(model: torch.nn.Module, mask: Mask | None, splits: Splits, spec: Train
     With ``job`` set, metrics go to ``job/metrics.jsonl``, weights at ``spec.checkpoints`` to
     ``job/step_<n>.pt``, and a resumable state to ``job/resume.pt`` at evaluation points at most every
     ``checkpoint_seconds``: rerunning after a kill continues from there and gives bit-identical results,
-    because the data order and augmentation are pure functions of (seed, step).
+    because the data order and augmentation are pure functions of (seed, step). The time spent so far
+    travels in ``resume.pt`` too and is logged at every evaluation as ``time/wall_seconds``, so a run's
+    time counts every process that trained it (less what a kill threw away after the last checkpoint).
 
     ``start_step`` > 0 starts mid-schedule (weight rewinding to step k trains steps k..T with the
     learning rate and data order of those steps, and a fresh optimizer)."""
@@ -154,6 +161,7 @@ def train(model: torch.nn.Module, mask: Mask | None, splits: Splits, spec: Train
     resumed = False
     train_loss_sum = torch.zeros((), device=device)
     train_loss_count = 0
+    began, prior_seconds, timed = time.monotonic(), 0.0, True
 
     resume_path = job / layout.RESUME if job else None
     if resume_path is not None and resume_path.exists():
@@ -164,6 +172,8 @@ def train(model: torch.nn.Module, mask: Mask | None, splits: Splits, spec: Train
         best_state = state["best_state"]
         torch.set_rng_state(state["rng"])
         start = state["step"]
+        # files written before the time was recorded: the summary counts this process only, none is logged
+        prior_seconds, timed = state.get("wall_seconds", 0.0), "wall_seconds" in state
         resumed = True
         log.truncate_after(start)  # the evaluation at `start` was logged before the checkpoint was saved
     else:
@@ -179,10 +189,14 @@ def train(model: torch.nn.Module, mask: Mask | None, splits: Splits, spec: Train
             result[f"{split}/loss"], result[f"{split}/accuracy"] = loss, acc
         return result
 
+    def seconds() -> float:
+        return prior_seconds + time.monotonic() - began
+
     def save_resume(step: int) -> None:
         if resume_path is not None:
             save_torch(resume_path, {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                     "tracker": tracker.state(), "best_state": best_state, "rng": torch.get_rng_state()})
+                                     "tracker": tracker.state(), "best_state": best_state, "rng": torch.get_rng_state(),
+                                     "wall_seconds": seconds()})
 
     forward, compile_seconds = (torch.compile(model) if spec.compile else model), None
     last_save = time.monotonic()
@@ -199,7 +213,7 @@ def train(model: torch.nn.Module, mask: Mask | None, splits: Splits, spec: Train
                 train_loss_sum.zero_()
                 train_loss_count = 0
             values["lr"] = schedule(step)
-            log.write(step, values)
+            log.write(step, {**values, WALL: seconds()} if timed else values)
             if tracker.update(step, values):
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             if progress:
@@ -263,4 +277,5 @@ def train(model: torch.nn.Module, mask: Mask | None, splits: Splits, spec: Train
     if progress:
         progress.close()
     return TrainResult(iterations=step, early_stop_iteration=tracker.best_step, at_early_stop=at_best,
-                       final=final, stopped_early=stopped, best_state=best_state, compile_seconds=compile_seconds)
+                       final=final, stopped_early=stopped, best_state=best_state, compile_seconds=compile_seconds,
+                       wall_seconds=seconds())
