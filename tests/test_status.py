@@ -58,6 +58,8 @@ def test_states_of_unfinished_jobs(tmp_path):
     assert report["counts"] == {"done": report["planned"] - 2, "running": 1, "partial": 1, "pending": 0}
     assert "trial 0: levels 0-1 done; in progress: level_2/reinit_0 20/40" in text
     assert "level_2/main 40/40 (running)" in text and "\n  finished" not in text
+    (root / "trial_0/level_1/main" / layout.SUMMARY).unlink()
+    assert "trial 0: level 0 done; in progress: level_1/main 40/40" in status.format_status(status.experiment_status(root))
 
 
 def test_time_spent_and_time_left(tmp_path):

@@ -235,7 +235,7 @@ def format_status(status: dict) -> str:
         prefix = 0
         while prefix in finished:
             prefix += 1
-        text = f"levels 0-{prefix - 1} done" if prefix else "no level done"
+        text = {0: "no level done", 1: "level 0 done"}.get(prefix, f"levels 0-{prefix - 1} done")
         open_jobs = [r for r in jobs if r["trial"] == trial and r["state"] in ("running", "partial")]
         busy = ", ".join(_progress(r) for r in open_jobs)
         lines.append(f"  trial {trial}: {text}" + (f"; in progress: {busy}" if busy else ""))
