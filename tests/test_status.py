@@ -102,7 +102,9 @@ def test_cli_status_and_dry_run(tmp_path, capsys):
     assert not list(tmp_path.glob("lottery-*"))  # a dry run creates nothing
     assert main(["lottery", *args]) == 0
     name = next(tmp_path.glob("lottery-*")).name
-    capsys.readouterr()
+    assert "resuming" not in capsys.readouterr().out
+    assert main(["lottery", *args]) == 0   # a rerun says what is done first
+    assert capsys.readouterr().out.startswith(f"resuming {name}: lenet on synthetic, 1 trials x 1 levels\n  jobs 3/3 done")
     assert main(["status", "--store", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert f"{name}: lenet on synthetic, 1 trials x 1 levels" in out and "jobs 3/3 done" in out and "finished" in out

@@ -202,6 +202,9 @@ def cmd_lottery(args) -> None:
             print(status.format_status(api.lottery_status(exp, args.store)))
         return
     for exp in experiments:
+        if api.experiment_folder(exp, args.store).exists():   # a rerun: what is done and the time left, first
+            from ticketlab.lottery import status
+            print("resuming " + status.format_status(api.lottery_status(exp, args.store)), flush=True)
         root = api.lottery(exp, args.store, data_dir=args.data_dir, device=args.device, workers=args.workers,
                            checkpoint_seconds=args.checkpoint_seconds, batch_models=args.batch_models,
                            engine=args.engine, sparse_below=args.sparse_below)
