@@ -141,6 +141,14 @@ def lottery_status(target: LotteryExperimentSpec | str | Path, store: str | Path
     return status.experiment_status(Path(target))
 
 
+def estimate_lottery(exp: LotteryExperimentSpec, *, device: str = "cpu", workers: int = 1,
+                     paces: dict | None = None) -> dict:
+    """How long ``exp`` would take here: its planned jobs at the pace of its model measured on ``device``
+    (``ticketlab.lottery.estimate``; ``paces`` shares measurements across a sweep); nothing is written."""
+    from ticketlab.lottery import estimate
+    return estimate.estimate(exp, device=device, workers=workers, paces=paces)
+
+
 def verify_lottery(target: LotteryExperimentSpec | str | Path, store: str | Path | None = None):
     """Check a lottery experiment's invariants on its stored files (``ticketlab.lottery.verify``); ``target``
     is a spec (with ``store``) or the experiment's folder. The result's ``ok`` and ``failures`` say how it went."""

@@ -62,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", action="store_true", help="write the standard plots when done")
     p.add_argument("--dry-run", action="store_true",
                    help="train nothing: print the experiment ids and how many of their jobs are done (as `status`)")
+    p.add_argument("--estimate", action="store_true",
+                   help="train nothing: time the model's step and evaluation here (on --device, one thread per "
+                        "--workers process) and estimate the whole experiment's wall time from its planned jobs")
     _add_common(p)
 
     p = sub.add_parser("status", help="what lottery experiments have finished and what remains, without training")
@@ -200,6 +203,15 @@ def cmd_lottery(args) -> None:
         from ticketlab.lottery import status
         for exp in experiments:
             print(status.format_status(api.lottery_status(exp, args.store)))
+        return
+    if args.estimate:
+        from ticketlab.lottery import estimate, status
+        paces: dict = {}
+        reports = [api.estimate_lottery(exp, device=args.device, workers=args.workers, paces=paces) for exp in experiments]
+        for exp, report in zip(experiments, reports):
+            print(estimate.format_estimate(report, api.experiment_folder(exp, args.store).name))
+        if len(reports) > 1:
+            print(f"all {len(reports)} experiments: about {status.duration(sum(r['seconds'] for r in reports))}")
         return
     for exp in experiments:
         if api.experiment_folder(exp, args.store).exists():   # a rerun: what is done and the time left, first

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ticketlab import TicketlabError
-from ticketlab.data import routes
+from ticketlab.data import routes, synthetic
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class DatasetDef:
     files: tuple[OfficialFile, ...] = ()
     system_dirs: tuple[str, ...] = ()   # read-only copies installed by an OS package, tried after the cache
     routes: tuple[routes.Route, ...] = ()  # ways to fetch the files into the cache, tried in order
+    sizes: tuple[int, int] = (0, 0)     # official (training, test) examples, for estimates made without the files
 
 
 def _idx_files(md5s: dict[str, tuple[str, str]]) -> tuple[OfficialFile, ...]:
@@ -79,19 +80,22 @@ _MNIST_MIRRORS = (
 )
 _FASHION_MIRRORS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)
 
+_SYNTHETIC_SIZES = (synthetic.TRAIN_SIZE, synthetic.TEST_SIZE)
+
 DATASETS: dict[str, DatasetDef] = {d.name: d for d in (
     DatasetDef("mnist", (1, 28, 28), 10, (0.1307,), (0.3081,), "idx", MNIST_FILES,
-               routes=(routes.Mirrors(_MNIST_MIRRORS), routes.MnistHub())),
+               routes=(routes.Mirrors(_MNIST_MIRRORS), routes.MnistHub()), sizes=(60000, 10000)),
     DatasetDef("fashion_mnist", (1, 28, 28), 10, (0.2860,), (0.3530,), "idx", FASHION_MNIST_FILES,
                system_dirs=("/usr/share/datasets/fashion-mnist",),  # Debian: dataset-fashion-mnist
-               routes=(routes.Mirrors(_FASHION_MIRRORS),)),
+               routes=(routes.Mirrors(_FASHION_MIRRORS),), sizes=(60000, 10000)),
     DatasetDef("cifar10", (3, 32, 32), 10, (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010), "cifar",
                CIFAR10_FILES,
                routes=(routes.Tarball("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-                                      CIFAR10_TARBALL_MD5),)),
+                                      CIFAR10_TARBALL_MD5),), sizes=(50000, 10000)),
     # Generated in-process (see synthetic.py); mean/std were measured on the generated training set.
-    DatasetDef("synthetic", (1, 28, 28), 10, (0.5,), (0.334,), "synthetic"),
-    DatasetDef("synthetic_rgb", (3, 32, 32), 10, (0.5, 0.5, 0.5), (0.334, 0.334, 0.334), "synthetic"),
+    DatasetDef("synthetic", (1, 28, 28), 10, (0.5,), (0.334,), "synthetic", sizes=_SYNTHETIC_SIZES),
+    DatasetDef("synthetic_rgb", (3, 32, 32), 10, (0.5, 0.5, 0.5), (0.334, 0.334, 0.334), "synthetic",
+               sizes=_SYNTHETIC_SIZES),
 )}
 
 
