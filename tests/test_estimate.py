@@ -9,7 +9,7 @@ import torch
 from ticketlab import api
 from ticketlab.cli import main
 from ticketlab.lottery import estimate
-from ticketlab.lottery.status import planned_jobs
+from ticketlab.lottery.status import duration as status_duration, planned_jobs
 
 QUICK = {"data.dataset": "synthetic", "data.val_size": 200, "model.hidden": "32,16", "training.steps": "40it",
          "training.eval_every": "20it", "lottery.levels": 2, "lottery.trials": 2, "lottery.reinits": 1}
@@ -58,3 +58,14 @@ def test_measured_pace_and_cli(tmp_path, capsys):
     assert out.startswith(f"{api.experiment_folder(exp, tmp_path).name}: lenet on synthetic, 10 jobs: about ")
     assert "10 jobs x (40 steps x" in out
     assert not list(tmp_path.iterdir())   # nothing trained, nothing written
+
+
+def test_a_sweep_is_timed_once_per_architecture_and_arithmetic():
+    base = api.make_experiment("lenet", overrides=QUICK).train_spec(0)
+    key = estimate._pace_key
+    same = api.make_experiment("lenet", overrides={**QUICK, "training.lr": 0.01, "model.init": "kaiming_normal",
+                                                   "training.warmup": "10it"}).train_spec(1)
+    assert key(same) == key(base)
+    for change in ({"model.hidden": "64,16"}, {"training.batch_size": 30}, {"training.optimizer": "sgd"}):
+        assert key(api.make_experiment("lenet", overrides={**QUICK, **change}).train_spec(0)) != key(base)
+    assert status_duration(3 * 365.25 * 86400) == "3.0 years" and status_duration(3 * 86400) == "3.0 days"

@@ -17,6 +17,7 @@ model at a time); and a rate timed in seconds, so a busy machine reads slower.
 
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import dataclass, replace
 
@@ -30,7 +31,8 @@ from ticketlab.train.job import build_model
 from ticketlab.train.loop import evaluate, train
 
 _SHORT, _LONG = 2, 6            # training steps of the two timed runs (scaled up until they differ by
-_MIN_SPAN = 0.25                # at least this many seconds): the rate is their slope
+_MIN_SPAN = 0.5                 # at least this many seconds): the rate is their slope
+_REPEATS = 3
 _EVAL_EXAMPLES = 512            # examples of the timed evaluation
 
 
@@ -73,25 +75,36 @@ def _count(spec: TrainSpec, jobs: int) -> JobCount:
 
 
 def measure(spec: TrainSpec, device: str | torch.device = "cpu") -> Pace:
-    """The pace of ``spec``'s model and training hyperparameters on ``device`` with the current threads."""
-    dataset = registry.get(spec.data.dataset)
-    splits = _random_splits(dataset, max(_EVAL_EXAMPLES, spec.training.batch_size), torch.device(device))
+    """The pace of ``spec``'s model and training hyperparameters on ``device`` with the current threads:
+    after a warm-up run (one-time costs such as oneDNN's kernel set-up would otherwise land in the short
+    run and shrink the slope), the median of ``_REPEATS`` slopes between a short and a long run, scaled
+    up until they differ by ``_MIN_SPAN`` seconds; the evaluation the median of ``_REPEATS`` passes."""
+    splits = _random_splits(registry.get(spec.data.dataset), max(_EVAL_EXAMPLES, spec.training.batch_size),
+                            torch.device(device))
+    held_out = _tiny_held_out(splits)
+
+    def seconds(steps: int) -> tuple[float, torch.nn.Module]:
+        training = replace(spec.training, steps=Step(steps), eval_every=Step(steps), patience=0)
+        model = build_model(replace(spec, training=training), splits)
+        start = time.perf_counter()
+        train(model, None, held_out, training, augment=spec.data.augment)  # its fixed costs cancel in the slope
+        return time.perf_counter() - start, model
+
     short, long = _SHORT, _LONG
-    while True:
-        seconds = {}
-        for steps in (short, long):
-            training = replace(spec.training, steps=Step(steps), eval_every=Step(steps), patience=0)
-            model = build_model(replace(spec, training=training), splits)
-            start = time.perf_counter()
-            train(model, None, _tiny_held_out(splits), training, augment=spec.data.augment)  # fixed costs cancel
-            seconds[steps] = time.perf_counter() - start
-        if seconds[long] - seconds[short] >= _MIN_SPAN or long >= 4096:
-            break
-        short, long = 4 * short, 4 * long
-    step = max(seconds[long] - seconds[short], 1e-9) / (long - short)
-    start = time.perf_counter()
-    evaluate(model, splits.val_x, splits.val_y, precision=spec.training.precision)
-    return Pace(step, (time.perf_counter() - start) / len(splits.val_x))
+    _, model = seconds(short)   # warm-up
+    slopes = []
+    while len(slopes) < _REPEATS:
+        span = seconds(long)[0] - seconds(short)[0]
+        if span < _MIN_SPAN and long < 4096:
+            short, long = 4 * short, 4 * long
+            continue
+        slopes.append(max(span, 1e-9) / (long - short))
+    passes = []
+    for _ in range(_REPEATS):
+        start = time.perf_counter()
+        evaluate(model, splits.val_x, splits.val_y, precision=spec.training.precision)
+        passes.append((time.perf_counter() - start) / len(splits.val_x))
+    return Pace(statistics.median(slopes), statistics.median(passes))
 
 
 def _random_splits(dataset: registry.DatasetDef, n: int, device: torch.device) -> Splits:
@@ -108,10 +121,13 @@ def _tiny_held_out(splits: Splits) -> Splits:
                    test_y=splits.test_y[:1])
 
 
-def _pace_key(spec: TrainSpec) -> TrainSpec:
-    """What a pace depends on: not seeds, learning rates or lengths (a sweep over those is timed once)."""
-    training = replace(spec.training, lr=1.0, data_seed=0, steps=Step(1), eval_every=Step(1), patience=0)
-    return replace(spec, model=replace(spec.model, init_seed=0), training=training)
+def _pace_key(spec: TrainSpec) -> tuple:
+    """What a pace depends on: the architecture, the input, the batch, the optimizer's kind and the
+    arithmetic; not seeds, initialisations, learning rates or schedules (a sweep over those is timed once)."""
+    t = spec.training
+    model = replace(spec.model, init_seed=0, init="glorot_normal", init_std=0.0, zero_init_output=False)
+    return (model, spec.data.dataset, spec.data.augment, t.optimizer, t.momentum > 0, t.nesterov, t.weight_decay > 0,
+            t.decoupled_weight_decay, t.batch_size, t.precision, t.compile)
 
 
 def estimate(exp: LotteryExperimentSpec, *, device: str = "cpu", workers: int = 1, paces: dict | None = None) -> dict:

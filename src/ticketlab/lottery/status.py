@@ -197,14 +197,16 @@ def _progress(row: dict) -> str:
 
 
 def duration(seconds: float) -> str:
-    """12 s, 14 min, 3.2 h, 5.1 days."""
+    """12 s, 14 min, 3.2 h, 5.1 days, 2.4 years."""
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 90 * 60:
         return f"{seconds / 60:.0f} min"
     if seconds < 48 * 3600:
         return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
+    if seconds < 365 * 86400:
+        return f"{seconds / 86400:.1f} days"
+    return f"{seconds / (365.25 * 86400):.1f} years"
 
 
 def _time_text(status: dict, finished: bool) -> str:
