@@ -75,7 +75,9 @@ def test_time_spent_and_time_left(tmp_path):
     for job in (stopped, busy):
         (job / layout.SUMMARY).unlink()
     (stopped / layout.METRICS).write_text(_records([(0, 0.2), (20, 5.0)]))
-    (busy / layout.METRICS).write_text(_records([(0, 0.5), (20, 10.0)]))   # 0.5 s per iteration
+    # 1.5 s per iteration over the whole run, 0.5 over its last evaluations (the 4 KiB the pace is read from)
+    padding = "".join(json.dumps({"step": 0, "name": "val/loss", "value": 1.0}) + "\n" for _ in range(100))
+    (busy / layout.METRICS).write_text(_records([(0, 0.0)]) + padding + _records([(10, 25.0), (20, 30.0)]))
     idle = status.experiment_status(root)   # nothing running: the finished jobs' pace, one job at a time
     assert idle["pace_of"] == "finished" and idle["jobs_at_once"] == 1
     assert idle["seconds_left"] == pytest.approx((20 + 20) * idle["seconds_per_iteration"])

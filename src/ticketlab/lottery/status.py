@@ -69,33 +69,36 @@ def _head_step(metrics: Path) -> int | None:
             return None
 
 
-def _tail(metrics: Path) -> tuple[int, float | None]:
-    """The last step logged in a metrics.jsonl (0 if none) and the run's time then (``time/wall_seconds``;
-    None in files written before it was logged): read from the end, so it is cheap."""
+def _tail(metrics: Path) -> tuple[int, list[tuple[int, float]]]:
+    """The last step logged in a metrics.jsonl (0 if none) and the (step, ``time/wall_seconds``) records
+    of the file's last 4 KiB (about ten evaluations; none in files written before the time was logged),
+    oldest first, ending at that step when its time is logged: read from the end, so it is cheap."""
     if not metrics.exists():
-        return 0, None
+        return 0, []
     with open(metrics, "rb") as handle:
         handle.seek(0, 2)
         handle.seek(max(0, handle.tell() - 4096))
         lines = handle.read().splitlines()
-    step, seconds = None, None
+    step, times = None, []
     for line in reversed(lines):
         try:
             record = json.loads(line)
-            if step is None:
-                step = int(record["step"])
+            step = int(record["step"]) if step is None else step
             if record["name"] == WALL:
-                seconds = float(record["value"]) if int(record["step"]) == step else None
-                break
+                times.append((int(record["step"]), float(record["value"])))
         except (ValueError, KeyError, TypeError):
             continue  # a torn last line, or the chunk started mid-line
-    return step or 0, seconds
+    times.reverse()
+    return step or 0, times if times and times[-1][0] == step else []
 
 
-def _pace(job: Path, step: int, seconds: float | None) -> float | None:
-    """Seconds per iteration of a job, from the time logged at its last step and where it started."""
-    first = _head_step(job / layout.METRICS) if seconds is not None else None
-    return seconds / (step - first) if first is not None and step > first else None
+def _pace(job: Path, times: list[tuple[int, float]], recent: bool) -> float | None:
+    """Seconds per iteration of a job: over the last logged evaluations (``recent``: the pace now, which a
+    pause or a busier machine earlier in the run does not skew), else over the whole run."""
+    if recent and len(times) >= 2 and times[-1][0] > times[0][0]:
+        return (times[-1][1] - times[0][1]) / (times[-1][0] - times[0][0])
+    first = _head_step(job / layout.METRICS) if times else None
+    return times[-1][1] / (times[-1][0] - first) if first is not None and times[-1][0] > first else None
 
 
 def _is_locked(job: Path) -> bool:
@@ -141,12 +144,12 @@ def experiment_status(root: Path, exp: LotteryExperimentSpec | None = None) -> d
                        batch_models=summary.get("batch_models", 1))
             iterations_of.append(summary["iterations"])
         elif job.exists():
-            step, seconds = _tail(job / layout.METRICS)
-            row.update(state="running" if _is_locked(job) else "partial", step=step, seconds=seconds)
+            step, times = _tail(job / layout.METRICS)
+            row.update(state="running" if _is_locked(job) else "partial", step=step)
             if row["state"] == "running":
-                pace[planned.path] = _pace(job, step, seconds)
+                pace[planned.path] = _pace(job, times, recent=True)
         else:
-            row.update(state="pending", step=0, seconds=None)
+            row.update(state="pending", step=0)
         jobs.append(row)
     typical = (max(set(iterations_of), key=iterations_of.count) if iterations_of else
                exp.training.steps.amount if exp.training.steps.unit == "it" else None)
@@ -165,9 +168,10 @@ def experiment_status(root: Path, exp: LotteryExperimentSpec | None = None) -> d
 
 def _time_left(root: Path, jobs: list[dict], pace: dict, planned: int | None, done: int) -> dict:
     """The time spent on finished jobs (their ``wall_seconds``, a batch's time shared among its models) and
-    an estimate of the time left: the remaining iterations at the running jobs' pace (median seconds per
-    iteration of one of them) divided by how many run at once (worker processes x models per batch); with
-    none running, at the finished jobs' pace per model, one process at a time. No estimate before some
+    an estimate of the time left: the remaining iterations at the running jobs' pace now (the median over
+    them of the seconds per iteration over their last ~10 evaluations) divided by how many run at once
+    (worker processes x models per batch); with none running, at the finished jobs' pace (over each whole
+    run) per model, one process at a time. No estimate before some
     job has logged its time (``time/wall_seconds``, older stores have none)."""
     spent = sum(r["seconds"] for r in jobs if r["state"] == "done")
     paces, at_once, source = [p for p in pace.values() if p is not None], len(pace), "running"
@@ -175,7 +179,7 @@ def _time_left(root: Path, jobs: list[dict], pace: dict, planned: int | None, do
         at_once, source = 1, "finished"
         for r in jobs:
             if r["state"] == "done":
-                pace_of_batch = _pace(root / r["path"], *_tail(root / r["path"] / layout.METRICS))
+                pace_of_batch = _pace(root / r["path"], _tail(root / r["path"] / layout.METRICS)[1], recent=False)
                 paces += [pace_of_batch / r["batch_models"]] if pace_of_batch is not None else []
     if not paces or planned is None:
         return {"seconds_spent": spent, "seconds_per_iteration": None, "pace_of": None, "jobs_at_once": at_once,
