@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from ticketlab.cli import main
 
@@ -82,6 +83,9 @@ def test_train_then_results(capsys, tmp_path):
     (["schedule", "lenet", "--rates", "fc=1.0"], r"\[0, 1\)"),
     (["schedule", "lenet", "--rates", "bias=0.1"], "KIND=RATE"),
     (["train", "--mask", "/nonexistent/mask.npz"], "mask"),
+    (["train", "--device", "tpu"], "unknown device 'tpu'"),
+    pytest.param(["lottery", "--model", "lenet", "--estimate", "--device", "cuda"], "no GPU is usable.*--device cpu",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is usable here")),
 ])
 def test_bad_input_is_one_line_error(capsys, tmp_path, argv, message):
     argv = argv + (["--store", str(tmp_path)] if argv[0] == "train" else [])

@@ -39,10 +39,28 @@ def make_pruning(model: str, overrides: Mapping[str, Any] | None = None) -> Prun
     return apply_overrides(PruningSpec(), {**defaults, **dict(overrides or {})})
 
 
+def check_device(name: str | torch.device) -> torch.device:
+    """``name`` as a device this process can use (cpu, cuda, cuda:N), or an error saying what to do."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise TicketlabError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+            raise TicketlabError(f"device {name!r}: no GPU is usable here (torch {torch.__version__} is {build}); "
+                                 "install a CUDA build of torch on a machine with an NVIDIA GPU, or use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise TicketlabError(f"device {name!r}: only {torch.cuda.device_count()} GPU(s) visible (cuda:0 ...)")
+    elif device.type != "cpu":
+        raise TicketlabError(f"device {name!r} is not supported; use cpu, cuda or cuda:N")
+    return device
+
+
 @functools.lru_cache(maxsize=4)
 def load_splits(data_spec, data_dir: str | None = None, device: str = "cpu") -> data.Splits:
     """The dataset of ``data_spec`` on ``device`` (cached per process: experiments reuse it)."""
-    return data.load(data_spec, data_dir=data_dir, device=device)
+    return data.load(data_spec, data_dir=data_dir, device=check_device(device))
 
 
 def train(spec: TrainSpec, store: str | Path, *, mask: Mask | None = None, data_dir: str | None = None,
@@ -103,6 +121,7 @@ def lottery(exp: LotteryExperimentSpec, store: str | Path, *, data_dir: str | No
     trains every job through the single loop instead; Lenet layers keeping less than ``sparse_below``
     (default ``train.batched.SPARSE_BELOW``; 0: never) of their weights train with sparse matmuls."""
     from ticketlab.lottery.runner import Lottery
+    check_device(device)   # before any worker starts
     trials = list(range(exp.lottery.trials)) if trials is None else trials
     if workers > 1 and len(trials) > 1:
         import concurrent.futures
@@ -146,7 +165,7 @@ def estimate_lottery(exp: LotteryExperimentSpec, *, device: str = "cpu", workers
     """How long ``exp`` would take here: its planned jobs at the pace of its model measured on ``device``
     (``ticketlab.lottery.estimate``; ``paces`` shares measurements across a sweep); nothing is written."""
     from ticketlab.lottery import estimate
-    return estimate.estimate(exp, device=device, workers=workers, paces=paces)
+    return estimate.estimate(exp, device=str(check_device(device)), workers=workers, paces=paces)
 
 
 def verify_lottery(target: LotteryExperimentSpec | str | Path, store: str | Path | None = None):
