@@ -94,8 +94,9 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tables", help="tables of a lottery experiment: per level, or [S4]'s Tables 2-7")
     p.add_argument("experiment", help="lottery-<hash>, the hash, or its folder in the store")
     p.add_argument("--store", default=DEFAULT_STORE)
-    p.add_argument("--kind", default="levels", choices=["levels", "oneshot", "flip", "s4"],
-                   help="levels (ticket and controls per level), oneshot, flip (LTH_flip chains), s4 ([S4] Tables 2-7)")
+    p.add_argument("--kind", default="levels", choices=["levels", "summary", "oneshot", "flip", "s4"],
+                   help="levels (ticket and controls per level), summary (speed-ups, gains and winning tickets "
+                        "against the dense network, [S1]'s way), oneshot, flip (LTH_flip chains), s4 ([S4] Tables 2-7)")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("plot", help="plot a finished training run, or the figures of lottery experiments")
@@ -221,7 +222,9 @@ def cmd_lottery(args) -> None:
                            checkpoint_seconds=args.checkpoint_seconds, batch_models=args.batch_models,
                            engine=args.engine, sparse_below=args.sparse_below)
         print(f"experiment {root.name} ({root})")
-        print(lottery_tables.format_levels(lottery_tables.level_table(args.store, root.name)))
+        table = lottery_tables.level_table(args.store, root.name)
+        print(lottery_tables.format_levels(table))
+        print(lottery_tables.format_summary(lottery_tables.summary(table), rows=False))
         if exp.lottery.flip_levels:
             print(lottery_tables.format_levels(lottery_tables.level_table(args.store, root.name, kind="flip")))
         if exp.lottery.snip or exp.lottery.iterative_snip or exp.lottery.flip_levels:
@@ -325,6 +328,10 @@ def cmd_tables(args) -> None:
     if args.kind == "s4":
         tables = s4_tables.s4_tables(args.store, args.experiment)
         print(json.dumps(tables, indent=2) if args.json else s4_tables.format_s4(tables), end="" if not args.json else "\n")
+        return
+    if args.kind == "summary":
+        s = lottery_tables.summary(lottery_tables.level_table(args.store, args.experiment))
+        print(json.dumps(s, indent=2) if args.json else lottery_tables.format_summary(s))
         return
     table = lottery_tables.level_table(args.store, args.experiment, kind="lottery" if args.kind == "levels" else args.kind)
     print(json.dumps(table, indent=2) if args.json else lottery_tables.format_levels(table))

@@ -25,6 +25,7 @@ def run(store: str | Path, data_dir: str | None = None, workers: int = 2) -> Pat
     root = api.lottery(exp, store, data_dir=data_dir, workers=workers)
     table = lottery_tables.level_table(store, root.name)
     print(lottery_tables.format_levels(table))
+    print(lottery_tables.format_summary(lottery_tables.summary(table), rows=False))
     for path in lottery_plots.standard_plots(store, root.name):
         print(f"plot: {path}")
     print(format_verification(api.verify_lottery(root)))  # nested masks, exact resets, zeros: on this run's files

@@ -76,3 +76,118 @@ def format_levels(table: list[dict]) -> str:
                      f"{r.get('test_accuracy_at_early_stop', float('nan')):8.4f} {r.get('train_accuracy_at_early_stop', float('nan')):8.4f} "
                      f"{r.get('final_test_accuracy', float('nan')):10.4f}")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The paper's summaries (PROTOCOL §4.6, §4.14): each family against the dense network and the ticket.
+
+def summary(table: list[dict]) -> dict:
+    """How [S1] reports a level table: every (family, level) against the dense network (the ticket family
+    at level 0), and each control against the ticket of its level.
+
+    Per row: ``speedup`` = dense early-stop iteration / the row's (None when the row stops at 0), ``gain``
+    and ``final_gain`` = test accuracy at early stop / at the end minus the dense network's, in points,
+    ``winning`` = early stop no later and test accuracy at early stop no lower than dense ([S1] §1's
+    winning-ticket test, on means over trials); for controls also ``ticket_speedup`` (control's early stop
+    / the ticket's: "the ticket learns 2.5x faster") and ``ticket_advantage`` (ticket − control, points).
+    Per family: the best speed-up and the best gains with their level and Pm, the levels that pass the
+    winning-ticket test and the smallest of them."""
+    dense = next((r for r in table if r["family"] == "ticket" and r["level"] == 0), None)
+    if dense is None or dense.get("early_stop_iteration") is None:
+        raise TicketlabError("the summary compares with the dense network (level 0), which has not finished yet; "
+                             "see `ticketlab status`")
+    tickets = {r["level"]: r for r in table if r["family"] == "ticket"}
+    rows = []
+    for r in table:
+        es, test, final = r.get("early_stop_iteration"), r.get("test_accuracy_at_early_stop"), r.get("final_test_accuracy")
+        row = {"family": r["family"], "level": r["level"], "pm": r["pm"], "n": r["n"],
+               "early_stop_iteration": es, "test_accuracy_at_early_stop": test, "final_test_accuracy": final,
+               "speedup": _ratio(dense["early_stop_iteration"], es),
+               "gain": _points(test, dense.get("test_accuracy_at_early_stop")),
+               "final_gain": _points(final, dense.get("final_test_accuracy")),
+               "winning": None if es is None or test is None else
+                          bool(es <= dense["early_stop_iteration"] and test >= dense["test_accuracy_at_early_stop"])}
+        ticket = tickets.get(r["level"])
+        if r["family"] != "ticket" and ticket is not None:
+            row["ticket_speedup"] = _ratio(es, ticket.get("early_stop_iteration"))
+            row["ticket_advantage"] = _points(ticket.get("test_accuracy_at_early_stop"), test)
+        rows.append(row)
+    families = {}
+    for fam in dict.fromkeys(r["family"] for r in rows):
+        pruned = [r for r in rows if r["family"] == fam and r["level"] != 0]
+        winning = [r["level"] for r in pruned if r["winning"]]
+        smallest = min((r for r in pruned if r["winning"]), key=lambda r: r["pm"], default=None)
+        families[fam] = {"best_speedup": _best(pruned, "speedup"), "best_gain": _best(pruned, "gain"),
+                         "best_final_gain": _best(pruned, "final_gain"), "winning_levels": winning,
+                         "smallest_winning": None if smallest is None else {"level": smallest["level"], "pm": smallest["pm"]}}
+    return {"dense": {k: dense.get(k) for k in ("level", "pm", "n", "early_stop_iteration",
+                                                "test_accuracy_at_early_stop", "final_test_accuracy")},
+            "rows": rows, "families": families}
+
+
+def _ratio(a, b):
+    return None if a is None or not b else a / b
+
+
+def _points(a, b):
+    return None if a is None or b is None else 100 * (a - b)
+
+
+def _best(rows: list[dict], key: str) -> dict | None:
+    """The row with the largest ``key``: its value, level and Pm (ties: the first, i.e. the densest)."""
+    rows = [r for r in rows if r.get(key) is not None]
+    if not rows:
+        return None
+    best = max(rows, key=lambda r: r[key])
+    return {"value": best[key], "level": best["level"], "pm": best["pm"]}
+
+
+def _ranges(levels: list[int]) -> str:
+    """[1, 2, 3, 5, 7, 8] -> '1-3, 5, 7-8'."""
+    runs: list[list[int]] = []
+    for level in levels:
+        if runs and level == runs[-1][-1] + 1:
+            runs[-1].append(level)
+        else:
+            runs.append([level])
+    return ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
+
+
+def format_summary(s: dict, rows: bool = True) -> str:
+    """The summary as text: the header and per-level rows (unless ``rows=False``), then one line per family."""
+    def num(v, fmt, missing="-"):
+        return missing if v is None else format(v, fmt)
+
+    d = s["dense"]
+    lines = [f"against the dense network (level 0, n={d['n']}): early stop {num(d['early_stop_iteration'], ',.0f')}, "
+             f"test acc. at early stop {num(d['test_accuracy_at_early_stop'] and 100 * d['test_accuracy_at_early_stop'], '.2f')}%, "
+             f"final test {num(d['final_test_accuracy'] and 100 * d['final_test_accuracy'], '.2f')}%",
+             "speed-up: dense early stop / early stop; gain: test accuracy minus dense, in points; winning: early stop "
+             "no later and test acc. no lower than dense ([S1] §1); vs ticket: control's early stop / ticket's, "
+             "ticket minus control",
+             f"{'family':16s} {'level':>5s} {'Pm %':>7s} {'n':>3s} {'early stop':>10s} {'speed-up':>8s} {'test@es':>8s} "
+             f"{'gain':>6s} {'final':>7s} {'gain':>6s} {'winning':>7s} {'vs ticket':>9s} {'ahead':>6s}"]
+    if not rows:
+        lines = lines[:1]
+    for r in s["rows"] if rows else []:
+        test, final = r["test_accuracy_at_early_stop"], r["final_test_accuracy"]
+        lines.append(f"{r['family']:16s} {r['level']:5d} {r['pm']:7.2f} {r['n']:3d} {num(r['early_stop_iteration'], ',.0f'):>10s} "
+                     f"{num(r['speedup'], '.2f') + 'x':>8s} {num(test and 100 * test, '.2f'):>7s}% {num(r['gain'], '+.2f'):>6s} "
+                     f"{num(final and 100 * final, '.2f'):>6s}% {num(r['final_gain'], '+.2f'):>6s} "
+                     f"{'' if r['level'] == 0 and r['family'] == 'ticket' else ('yes' if r['winning'] else 'no'):>7s} "
+                     f"{num(r.get('ticket_speedup'), '.2f', '') + ('x' if r.get('ticket_speedup') else ''):>9s} "
+                     f"{num(r.get('ticket_advantage'), '+.2f', ''):>6s}".rstrip())
+    for fam, f in s["families"].items():
+        parts = []
+        for key, what, fmt in (("best_speedup", "best speed-up", "{:.2f}x"), ("best_gain", "best gain at early stop", "{:+.2f}"),
+                               ("best_final_gain", "best final gain", "{:+.2f}")):
+            if f[key]:
+                parts.append(f"{what} {fmt.format(f[key]['value'])} at level {f[key]['level']} (Pm {f[key]['pm']:.2f}%)")
+        if f["winning_levels"]:
+            w = f["smallest_winning"]
+            parts.append(f"winning at levels {_ranges(f['winning_levels'])}, smallest Pm {w['pm']:.2f}% (level {w['level']})")
+        elif parts:
+            parts.append("no level passes the winning-ticket test")
+        if parts:
+            lines.append(f"{fam}: " + "; ".join(parts))
+    return "\n".join(lines)
