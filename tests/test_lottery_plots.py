@@ -180,3 +180,45 @@ def test_curves_stop_at_until_and_zoom_past_the_climb_from_chance(experiment, tm
     assert max(max(line.get_xdata()) for line in ax.get_lines()) == 20
     assert main(["plot", name, "--store", str(store), "--kind", "curves", "--until", "0"]) == 2
     assert "--until" in capsys.readouterr().err
+
+
+def test_weights_remaining_axis_for_networks_of_different_sizes(experiment, tmp_path, capsys):
+    store, name = experiment
+    rows = rows_of(store, name)
+    by_weights = ls.levels_series(rows, "test_accuracy_at_early_stop", x="weights")
+    by_pm = ls.levels_series(rows, "test_accuracy_at_early_stop")
+    total = next(r["weights_total"] for r in rows)
+    for fam, (weights, mean, _, _) in by_weights.items():
+        pm = by_pm[fam][0]
+        assert np.all(np.diff(weights) < 0) and np.array_equal(mean, by_pm[fam][1])   # same points, other x
+        assert weights == pytest.approx(pm / 100 * total, rel=1e-3)                  # Pm counts every weight
+    assert by_weights["ticket"][0][0] == total
+    with pytest.raises(TicketlabError, match="x axis"):
+        ls.levels_series(rows, "early_stop_iteration", x="flops")
+    # Fig 31: a smaller Lenet overlaid, against weights remaining
+    small = api.make_experiment("lenet", overrides={**SMALL, "model.hidden": "16,8", "lottery.reinits": 0,
+                                                    "lottery.random_controls": "", "lottery.noise": "",
+                                                    "lottery.oneshot": ""})
+    other = api.lottery(small, store, progress=False, log=lambda *a: None).name
+    out = tmp_path / "fig31"
+    assert main(["plot", name, other, "--store", str(store), "--kind", "levels", "--x", "weights",
+                 "--families", "ticket", "--out", str(out)]) == 0
+    assert [line.rsplit("/", 1)[-1] for line in capsys.readouterr().out.split()] == ["fig31.png", "fig31.pdf"]
+    assert main(["plot", name, "--store", str(store), "--kind", "curves", "--x", "weights"]) == 2
+    assert "--kind levels" in capsys.readouterr().err
+
+
+def test_plot_a_presets_sweep_against_weights_remaining(tmp_path, capsys):
+    sets = []
+    for setting in ("data.dataset=synthetic", "data.val_size=200", "training.steps=20it", "training.eval_every=20it",
+                    "lottery.levels=1", "lottery.trials=1"):
+        sets += ["--set", setting]
+    plot = ["plot", "--preset", "lenet_size_sweep", "--store", str(tmp_path), "--kind", "levels", "--x", "weights",
+            "--out", str(tmp_path / "fig31"), *sets]
+    assert main(plot) == 2 and "ticketlab lottery --preset lenet_size_sweep" in capsys.readouterr().err
+    assert main(["lottery", "--preset", "lenet_size_sweep", "--store", str(tmp_path), *sets]) == 0
+    capsys.readouterr()
+    assert main(plot) == 0
+    assert capsys.readouterr().out.split() == [str(tmp_path / "fig31.png"), str(tmp_path / "fig31.pdf")]
+    assert main(["plot", "--store", str(tmp_path)]) == 2 and "--preset" in capsys.readouterr().err
+    assert main(["plot", "x", "--set", "lottery.levels=1", "--store", str(tmp_path)]) == 2

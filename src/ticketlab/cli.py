@@ -100,15 +100,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("plot", help="plot a finished training run, or the figures of lottery experiments")
-    p.add_argument("targets", nargs="+", metavar="TARGET",
+    p.add_argument("targets", nargs="*", metavar="TARGET",
                    help="a run_id or job directory (its curves), or a lottery experiment (lottery-<hash> or the hash); "
                         "several experiments overlay in --kind levels")
+    p.add_argument("--preset", default=None,
+                   help="also the experiments this preset runs (every point of its sweep; with the same --set as the "
+                        "lottery command), e.g. --preset lenet_size_sweep --x weights for Fig 31")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="with --preset: the overrides the experiments ran with")
     p.add_argument("--store", default=DEFAULT_STORE)
     p.add_argument("--kind", default=None, choices=["levels", "curves", "oneshot", "init", "connections", "movement", "all"],
                    help="experiments: which figure (default: all for one experiment, levels for several)")
     p.add_argument("--levels", default=None, metavar="0,3,7", help="levels of curves and histograms (movement: one level)")
     p.add_argument("--metric", default="test/accuracy", help="curves: a metrics.jsonl name (test/accuracy, val/loss, ...)")
     p.add_argument("--until", type=int, default=None, metavar="ITERATION", help="curves: last iteration drawn (Fig 3: 15000)")
+    p.add_argument("--x", default="pm", choices=["pm", "weights"],
+                   help="levels: the x axis, Pm or the number of weights remaining (Figs 31, 37: networks of different sizes)")
     p.add_argument("--families", default=None, metavar="ticket,reinit", help="branch families drawn (levels, curves, oneshot)")
     p.add_argument("--labels", default=None, metavar="A,B", help="levels: one legend label per experiment")
     p.add_argument("--out", default=None,
@@ -341,6 +348,19 @@ def cmd_plot(args) -> None:
     from ticketlab.analysis import lottery_plots, plots
     from ticketlab.analysis.lottery_series import find_experiment
     experiments, runs = [], []
+    if args.set and not args.preset:
+        raise TicketlabError("--set picks experiments together with --preset; name experiments directly otherwise")
+    if args.preset:
+        from ticketlab import api
+        from ticketlab.spec import parse_set
+        for exp in api.make_experiments(None, args.preset, parse_set(args.set)):
+            folder = api.experiment_folder(exp, args.store)
+            if not folder.exists():
+                raise TicketlabError(f"experiment {folder.name} of preset {args.preset} is not in store {args.store}; "
+                                     f"run `ticketlab lottery --preset {args.preset}` (with the same --set) first")
+            experiments.append(folder.name)
+    elif not args.targets:
+        raise TicketlabError("name what to plot: a run id, a lottery experiment, or --preset P")
     for target in args.targets:
         name = find_experiment(args.store, target)
         if name:
@@ -364,7 +384,8 @@ def cmd_plot(args) -> None:
     paths = [path for job in runs for path in plots.plot_run(args.store, str(job), args.out)]
     if experiments:
         paths += lottery_plots.plot_experiments(args.store, experiments, args.kind, levels, args.metric,
-                                                split(args.families), args.out, split(args.labels), args.until)
+                                                split(args.families), args.out, split(args.labels), args.until,
+                                                x=args.x)
     for path in paths:
         print(path)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from ticketlab import TicketlabError
 from ticketlab.analysis import lottery_tables
 from ticketlab.analysis.figures import errorbar_series, figure_legend, figure_title, out_stem, panel_grid, pm_axis, pm_text
-from ticketlab.analysis.lottery_series import (HISTOGRAM_WEIGHT_LIMIT, LEVEL_METRICS, ONESHOT_METRICS, _MARKERS,
+from ticketlab.analysis.lottery_series import (HISTOGRAM_WEIGHT_LIMIT, LEVEL_METRICS, ONESHOT_METRICS, X_AXES, _MARKERS,
                                                _axis_label, _check_levels, _job, _levels, _need, _pm, _root,
                                                curve_band, experiment_name, family_label, family_order,
                                                fixed_step_metrics, levels_series, metric_label, spec_labels,
@@ -37,12 +37,13 @@ from ticketlab.train.metrics import read_metrics
 
 
 def plot_levels(store: str | Path, experiments: list[str] | str, out=None, metrics=None, labels=None,
-                families=None) -> list[Path]:
+                families=None, x: str = "pm") -> list[Path]:
     """Figs 1, 4a/b, 5, 7, 8, 38-41: one panel per metric vs Pm (log axis, 100 on the left); one line
     per (experiment, family): the ticket solid, controls dashed; mean over trials and repeats with
     min/max error bars. ``metrics`` defaults to the early-stop iteration, test and train accuracy at
     early stop, and every ``test_accuracy_at_<step>``; ``labels`` name the experiments (default: what
-    differs in their spec.json); ``families`` restricts the lines (default: all)."""
+    differs in their spec.json); ``families`` restricts the lines (default: all); ``x="weights"`` puts the
+    number of weights remaining on the x axis instead of Pm (Figs 31, 37: networks of different sizes)."""
     experiments = [experiments] if isinstance(experiments, str) else list(experiments)
     names = [experiment_name(e) for e in experiments]
     per_exp = [lottery_tables.rows_of(store, e) for e in names]
@@ -60,7 +61,7 @@ def plot_levels(store: str | Path, experiments: list[str] | str, out=None, metri
     order = family_order(r["family"] for r in all_rows)  # one colour per family in every panel
     for e, (rows, label) in enumerate(zip(per_exp, labels)):
         for ax, metric in zip(axes.flat, metrics):
-            for fam, series in levels_series(rows, metric).items():
+            for fam, series in levels_series(rows, metric, x=x).items():
                 if families and fam not in families:
                     continue
                 color = f"C{e % 10}" if len(names) > 1 else f"C{order.index(fam) % 10}"
@@ -70,12 +71,15 @@ def plot_levels(store: str | Path, experiments: list[str] | str, out=None, metri
                 if fam == "ticket":
                     ticket_pms += list(series[0])
     for ax, metric in zip(axes.flat, metrics):
-        pm_axis(ax, ticket_pms or [r["pm"] for r in all_rows])
+        pm_axis(ax, ticket_pms or [r[X_AXES[x]] for r in all_rows], weights=x == "weights")
         ax.set_ylabel(_axis_label(metric))
         ax.set_title(metric_label(metric), fontsize=10)
     figure_legend(fig, entries)
-    fig.suptitle(figure_title(all_rows, "early stop and accuracy vs Pm (mean; bars: min/max over trials)", names), fontsize=11)
+    against = "weights remaining" if x == "weights" else "Pm"
+    fig.suptitle(figure_title(all_rows, f"early stop and accuracy vs {against} (mean; bars: min/max over trials)", names),
+                 fontsize=11)
     default = "levels" if len(names) == 1 else "levels_" + "_".join(n.removeprefix("lottery-")[:8] for n in names)
+    default += "_weights" if x == "weights" else ""
     return save(fig, out_stem(out, store, names[0] if len(names) == 1 else None, default))
 
 
@@ -237,7 +241,7 @@ KINDS = ("levels", "curves", "oneshot", "init", "connections", "movement", "all"
 
 def plot_experiments(store: str | Path, experiments: list[str], kind: str | None = None, levels=None,
                      metric: str = "test/accuracy", families=None, out=None, labels=None,
-                     until: int | None = None) -> list[Path]:
+                     until: int | None = None, x: str = "pm") -> list[Path]:
     """What ``ticketlab plot EXPERIMENT...`` draws. ``kind`` defaults to "all" for one experiment and to
     "levels" (overlaid) for several; with several experiments, the per-experiment figures go to each
     one's plots folder, or to ``out/<experiment>/`` when ``out`` is given."""
@@ -248,7 +252,9 @@ def plot_experiments(store: str | Path, experiments: list[str], kind: str | None
     if kind == "movement" and levels is not None and len(levels) != 1:
         raise TicketlabError(f"movement is drawn for one level (the ticket's); got levels {list(levels)}")
     if kind == "levels":
-        return plot_levels(store, names, out, labels=labels, families=families)
+        return plot_levels(store, names, out, labels=labels, families=families, x=x)
+    if x != "pm":
+        raise TicketlabError(f"--x {x} applies to --kind levels (the figures against Pm), not --kind {kind}")
     paths = []
     if kind == "all" and len(names) > 1:
         paths += plot_levels(store, names, _folder(out) if out else None, labels=labels, families=families)

@@ -71,18 +71,25 @@ def fixed_step_metrics(rows: list[dict]) -> list[str]:
     return [f"test_accuracy_at_{s}" for s in sorted(steps)]
 
 
-def levels_series(rows: list[dict], metric: str, kind: str = "lottery") -> dict[str, Series]:
-    """``{family: (pm, mean, min, max)}`` of ``metric`` over trials and repeats, Pm decreasing.
+X_AXES = {"pm": "pm", "weights": "weights_remaining"}   # --x of the level figures -> the table column
+
+
+def levels_series(rows: list[dict], metric: str, kind: str = "lottery", x: str = "pm") -> dict[str, Series]:
+    """``{family: (x, mean, min, max)}`` of ``metric`` over trials and repeats, x decreasing: Pm, or with
+    ``x="weights"`` the number of weights remaining ([S1] Figs 31 and 37, whose networks differ in size).
 
     ``rows`` come from ``lottery_tables.rows_of``. For ``kind="oneshot"`` the dense network (level 0)
     is the ticket's point at Pm = 100, as in Fig 4c."""
+    if x not in X_AXES:
+        raise TicketlabError(f"unknown x axis {x!r}; choose one of {list(X_AXES)}")
+    column = X_AXES[x]
     table = lottery_tables.aggregate(rows, kind)
     if kind == "oneshot":
         table += [r for r in lottery_tables.aggregate(rows, "lottery") if r["family"] == "ticket" and r["level"] == 0]
     series = {}
     for fam in family_order(r["family"] for r in table):
-        points = sorted(((r["pm"], r[metric], r[f"{metric}_min"], r[f"{metric}_max"])
-                         for r in table if r["family"] == fam and metric in r), reverse=True)
+        points = sorted(((r[column], r[metric], r[f"{metric}_min"], r[f"{metric}_max"])
+                         for r in table if r["family"] == fam and metric in r and column in r), reverse=True)
         if points:
             series[fam] = tuple(np.array(column, dtype=float) for column in zip(*points))
     return series

@@ -59,6 +59,8 @@ def aggregate(rows: list[dict], kind: str = "lottery") -> list[dict]:
     table = []
     for (fam, level), rs in sorted(groups.items(), key=lambda kv: (kv[0][0] != "ticket", kv[0][0], kv[0][1])):
         row = {"family": fam, "level": level, "n": len(rs), "pm": statistics.mean(r["pm"] for r in rs)}
+        if all(r.get("weights_remaining") is not None for r in rs):
+            row["weights_remaining"] = statistics.mean(r["weights_remaining"] for r in rs)
         metrics = list(METRICS) + sorted({k for r in rs for k in r if k.startswith("test_accuracy_at_")})
         for m in metrics:
             values = [r[m] for r in rs if r.get(m) is not None]
