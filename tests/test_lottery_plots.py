@@ -222,3 +222,16 @@ def test_plot_a_presets_sweep_against_weights_remaining(tmp_path, capsys):
     assert capsys.readouterr().out.split() == [str(tmp_path / "fig31.png"), str(tmp_path / "fig31.pdf")]
     assert main(["plot", "--store", str(tmp_path)]) == 2 and "--preset" in capsys.readouterr().err
     assert main(["plot", "x", "--set", "lottery.levels=1", "--store", str(tmp_path)]) == 2
+
+
+def test_levels_panels_picked_with_metric(experiment, tmp_path, capsys):
+    store, name = experiment
+    out = tmp_path / "fig12"
+    assert main(["plot", name, "--store", str(store), "--kind", "levels", "--metric",
+                 "final_train_accuracy,final_test_accuracy", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.split() == [f"{out}.png", f"{out}.pdf"]
+    assert main(["plot", name, "--store", str(store), "--kind", "levels", "--metric", "val/loss"]) == 2
+    err = capsys.readouterr().err
+    assert "no level metric 'val/loss'" in err and "final_train_accuracy" in err
+    assert main(["plot", name, "--store", str(store), "--kind", "init", "--metric", "val/loss"]) == 2
+    assert "--kind curves" in capsys.readouterr().err

@@ -112,7 +112,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", default=None, choices=["levels", "curves", "oneshot", "init", "connections", "movement", "all"],
                    help="experiments: which figure (default: all for one experiment, levels for several)")
     p.add_argument("--levels", default=None, metavar="0,3,7", help="levels of curves and histograms (movement: one level)")
-    p.add_argument("--metric", default="test/accuracy", help="curves: a metrics.jsonl name (test/accuracy, val/loss, ...)")
+    p.add_argument("--metric", default=None,
+                   help="curves: a metrics.jsonl name (default test/accuracy; val/loss, ...); levels: the panels, "
+                        "comma-separated index columns (e.g. final_train_accuracy for Figs 12/13, final_test_accuracy for Fig 14)")
     p.add_argument("--until", type=int, default=None, metavar="ITERATION", help="curves: last iteration drawn (Fig 3: 15000)")
     p.add_argument("--x", default="pm", choices=["pm", "weights"],
                    help="levels: the x axis, Pm or the number of weights remaining (Figs 31, 37: networks of different sizes)")
@@ -383,9 +385,14 @@ def cmd_plot(args) -> None:
 
     paths = [path for job in runs for path in plots.plot_run(args.store, str(job), args.out)]
     if experiments:
-        paths += lottery_plots.plot_experiments(args.store, experiments, args.kind, levels, args.metric,
+        level_kind = args.kind == "levels" or (args.kind is None and len(experiments) > 1)
+        if args.metric and not level_kind and args.kind != "curves":
+            raise TicketlabError(f"--metric picks the curves' metric (--kind curves) or the levels' panels (--kind levels), "
+                                 f"not the figures of --kind {args.kind or 'all'}")
+        paths += lottery_plots.plot_experiments(args.store, experiments, args.kind, levels,
+                                                args.metric if args.kind == "curves" and args.metric else "test/accuracy",
                                                 split(args.families), args.out, split(args.labels), args.until,
-                                                x=args.x)
+                                                x=args.x, level_metrics=split(args.metric) if level_kind else None)
     for path in paths:
         print(path)
 

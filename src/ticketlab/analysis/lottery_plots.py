@@ -48,6 +48,10 @@ def plot_levels(store: str | Path, experiments: list[str] | str, out=None, metri
     names = [experiment_name(e) for e in experiments]
     per_exp = [lottery_tables.rows_of(store, e) for e in names]
     all_rows = [r for rows in per_exp for r in rows]
+    known = [*lottery_tables.METRICS, *fixed_step_metrics(all_rows)]
+    unknown = [m for m in metrics or [] if m not in known]
+    if unknown:
+        raise TicketlabError(f"no level metric {unknown[0]!r}; choose from {known}")
     metrics = list(metrics or [*LEVEL_METRICS, *fixed_step_metrics(all_rows)])
     if labels is None:
         labels = spec_labels([load_json(_need(_root(store, n) / layout.SPEC, "the experiment's spec"))["spec"]
@@ -241,10 +245,11 @@ KINDS = ("levels", "curves", "oneshot", "init", "connections", "movement", "all"
 
 def plot_experiments(store: str | Path, experiments: list[str], kind: str | None = None, levels=None,
                      metric: str = "test/accuracy", families=None, out=None, labels=None,
-                     until: int | None = None, x: str = "pm") -> list[Path]:
+                     until: int | None = None, x: str = "pm", level_metrics=None) -> list[Path]:
     """What ``ticketlab plot EXPERIMENT...`` draws. ``kind`` defaults to "all" for one experiment and to
     "levels" (overlaid) for several; with several experiments, the per-experiment figures go to each
-    one's plots folder, or to ``out/<experiment>/`` when ``out`` is given."""
+    one's plots folder, or to ``out/<experiment>/`` when ``out`` is given. ``level_metrics`` picks the
+    panels of the levels figure (e.g. ``["final_train_accuracy"]`` for Figs 12/13)."""
     names = [experiment_name(e) for e in experiments]
     kind = kind or ("all" if len(names) == 1 else "levels")
     if kind not in KINDS:
@@ -252,7 +257,7 @@ def plot_experiments(store: str | Path, experiments: list[str], kind: str | None
     if kind == "movement" and levels is not None and len(levels) != 1:
         raise TicketlabError(f"movement is drawn for one level (the ticket's); got levels {list(levels)}")
     if kind == "levels":
-        return plot_levels(store, names, out, labels=labels, families=families, x=x)
+        return plot_levels(store, names, out, metrics=level_metrics, labels=labels, families=families, x=x)
     if x != "pm":
         raise TicketlabError(f"--x {x} applies to --kind levels (the figures against Pm), not --kind {kind}")
     paths = []
