@@ -1,6 +1,7 @@
 """The lottery figures: the numbers they draw (checked by hand against the index, masks and weights),
 the files they write, and the `ticketlab plot` contract. One small experiment is shared by the module."""
 
+import json
 import shutil
 
 import numpy as np
@@ -208,7 +209,7 @@ def test_weights_remaining_axis_for_networks_of_different_sizes(experiment, tmp_
     assert "--kind levels" in capsys.readouterr().err
 
 
-def test_plot_a_presets_sweep_against_weights_remaining(tmp_path, capsys):
+def test_a_presets_sweep_plotted_against_weights_remaining_and_tabulated(tmp_path, capsys):
     sets = []
     for setting in ("data.dataset=synthetic", "data.val_size=200", "training.steps=20it", "training.eval_every=20it",
                     "lottery.levels=1", "lottery.trials=1"):
@@ -222,6 +223,19 @@ def test_plot_a_presets_sweep_against_weights_remaining(tmp_path, capsys):
     assert capsys.readouterr().out.split() == [str(tmp_path / "fig31.png"), str(tmp_path / "fig31.pdf")]
     assert main(["plot", "--store", str(tmp_path)]) == 2 and "--preset" in capsys.readouterr().err
     assert main(["plot", "x", "--set", "lottery.levels=1", "--store", str(tmp_path)]) == 2
+    # the same experiments tabulated: one summary line per sweep point, labelled by its hidden sizes
+    assert main(["tables", "--preset", "lenet_size_sweep", "--store", str(tmp_path), "--kind", "summary", *sets]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 11 and lines[1].startswith("hidden=25,8 ") and lines[-1].startswith("hidden=900,300 ")
+    assert main(["tables", "--preset", "lenet_size_sweep", "--store", str(tmp_path), "--kind", "summary", "--json", *sets]) == 0
+    points = json.loads(capsys.readouterr().out)
+    assert [p["label"] for p in points][:2] == ["hidden=25,8", "hidden=50,17"]
+    assert points[0]["table"]["dense"]["early_stop_iteration"] is not None
+    totals = {p["label"]: p["table"]["rows"][0]["weights_remaining"] for p in points}
+    assert totals["hidden=25,8"] == 784 * 25 + 25 * 8 + 8 * 10
+    assert main(["tables", "--preset", "lenet_size_sweep", "--store", str(tmp_path), *sets]) == 0
+    assert capsys.readouterr().out.count("family           level") == 10
+    assert main(["tables", "lottery-x", "--preset", "lenet_size_sweep", "--store", str(tmp_path)]) == 2
 
 
 def test_levels_panels_picked_with_metric(experiment, tmp_path, capsys):

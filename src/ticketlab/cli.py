@@ -92,7 +92,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--reindex", action="store_true", help="rebuild the index from the summaries on disk first")
 
     p = sub.add_parser("tables", help="tables of a lottery experiment: per level, or [S4]'s Tables 2-7")
-    p.add_argument("experiment", help="lottery-<hash>, the hash, or its folder in the store")
+    p.add_argument("experiment", nargs="?", help="lottery-<hash>, the hash, or its folder in the store")
+    p.add_argument("--preset", default=None, help="instead: every experiment this preset runs (with the same --set); "
+                                                  "--kind summary then prints one line per point of its sweep")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="with --preset: the overrides the experiments ran with")
     p.add_argument("--store", default=DEFAULT_STORE)
     p.add_argument("--kind", default="levels", choices=["levels", "summary", "oneshot", "flip", "s4"],
                    help="levels (ticket and controls per level), summary (speed-ups, gains and winning tickets "
@@ -332,36 +336,67 @@ def cmd_results(args) -> None:
         print(format_table(rows, RESULT_COLUMNS))
 
 
+def _preset_experiments(args) -> list[str]:
+    """The experiment names of ``--preset`` (every sweep point, with ``--set``), each present in the store."""
+    if args.set and not args.preset:
+        raise TicketlabError("--set picks experiments together with --preset; name experiments directly otherwise")
+    if not args.preset:
+        return []
+    from ticketlab import api
+    from ticketlab.spec import parse_set
+    names = []
+    for exp in api.make_experiments(None, args.preset, parse_set(args.set)):
+        folder = api.experiment_folder(exp, args.store)
+        if not folder.exists():
+            raise TicketlabError(f"experiment {folder.name} of preset {args.preset} is not in store {args.store}; "
+                                 f"run `ticketlab lottery --preset {args.preset}` (with the same --set) first")
+        names.append(folder.name)
+    return names
+
+
 def cmd_tables(args) -> None:
     from ticketlab.analysis import lottery_tables, s4_tables
-    if args.kind == "s4":
-        tables = s4_tables.s4_tables(args.store, args.experiment)
-        print(json.dumps(tables, indent=2) if args.json else s4_tables.format_s4(tables), end="" if not args.json else "\n")
+    if args.experiment and args.preset:
+        raise TicketlabError("give an experiment or --preset, not both")
+    names = [args.experiment] if args.experiment else _preset_experiments(args)
+    if not names:
+        raise TicketlabError("name an experiment (lottery-<hash>) or pass --preset P")
+
+    def table_of(name):
+        if args.kind == "s4":
+            return s4_tables.s4_tables(args.store, name), s4_tables.format_s4
+        if args.kind == "summary":
+            try:
+                return lottery_tables.summary(lottery_tables.level_table(args.store, name)), lottery_tables.format_summary
+            except TicketlabError:
+                if len(names) == 1:
+                    raise
+                return None, None   # a sweep point whose dense network has not finished: its line says so
+        kind = "lottery" if args.kind == "levels" else args.kind
+        return lottery_tables.level_table(args.store, name, kind=kind), lottery_tables.format_levels
+
+    tables = [table_of(name) for name in names]
+    if len(names) == 1:
+        table, fmt = tables[0]
+        print(json.dumps(table, indent=2) if args.json else fmt(table).rstrip("\n"))
         return
-    if args.kind == "summary":
-        s = lottery_tables.summary(lottery_tables.level_table(args.store, args.experiment))
-        print(json.dumps(s, indent=2) if args.json else lottery_tables.format_summary(s))
-        return
-    table = lottery_tables.level_table(args.store, args.experiment, kind="lottery" if args.kind == "levels" else args.kind)
-    print(json.dumps(table, indent=2) if args.json else lottery_tables.format_levels(table))
+    from ticketlab.analysis.lottery_series import spec_labels
+    from ticketlab.store import layout
+    from ticketlab.store.artifacts import load_json
+    labels = spec_labels([load_json(Path(args.store) / name / layout.SPEC)["spec"] for name in names])
+    if args.json:
+        print(json.dumps([{"experiment": n, "label": l, "table": t} for n, l, (t, _) in zip(names, labels, tables)], indent=2))
+    elif args.kind == "summary":   # a sweep: one line per point, as [S1]'s appendix states them
+        print(lottery_tables.format_sweep_summary(labels, [t for t, _ in tables]))
+    else:
+        print("\n\n".join(f"{n} ({l}):\n" + fmt(t).rstrip("\n") for n, l, (t, fmt) in zip(names, labels, tables)))
 
 
 def cmd_plot(args) -> None:
     from ticketlab.analysis import lottery_plots, plots
     from ticketlab.analysis.lottery_series import find_experiment
-    experiments, runs = [], []
-    if args.set and not args.preset:
-        raise TicketlabError("--set picks experiments together with --preset; name experiments directly otherwise")
-    if args.preset:
-        from ticketlab import api
-        from ticketlab.spec import parse_set
-        for exp in api.make_experiments(None, args.preset, parse_set(args.set)):
-            folder = api.experiment_folder(exp, args.store)
-            if not folder.exists():
-                raise TicketlabError(f"experiment {folder.name} of preset {args.preset} is not in store {args.store}; "
-                                     f"run `ticketlab lottery --preset {args.preset}` (with the same --set) first")
-            experiments.append(folder.name)
-    elif not args.targets:
+    experiments, runs = _preset_experiments(args), []
+    if not experiments and not args.targets:
         raise TicketlabError("name what to plot: a run id, a lottery experiment, or --preset P")
     for target in args.targets:
         name = find_experiment(args.store, target)

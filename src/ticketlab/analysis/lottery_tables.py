@@ -102,7 +102,8 @@ def summary(table: list[dict]) -> dict:
     rows = []
     for r in table:
         es, test, final = r.get("early_stop_iteration"), r.get("test_accuracy_at_early_stop"), r.get("final_test_accuracy")
-        row = {"family": r["family"], "level": r["level"], "pm": r["pm"], "n": r["n"],
+        row = {"family": r["family"], "level": r["level"], "pm": r["pm"], "weights_remaining": r.get("weights_remaining"),
+               "n": r["n"],
                "early_stop_iteration": es, "test_accuracy_at_early_stop": test, "final_test_accuracy": final,
                "speedup": _ratio(dense["early_stop_iteration"], es),
                "gain": _points(test, dense.get("test_accuracy_at_early_stop")),
@@ -121,7 +122,7 @@ def summary(table: list[dict]) -> dict:
         smallest = min((r for r in pruned if r["winning"]), key=lambda r: r["pm"], default=None)
         families[fam] = {"best_speedup": _best(pruned, "speedup"), "best_gain": _best(pruned, "gain"),
                          "best_final_gain": _best(pruned, "final_gain"), "winning_levels": winning,
-                         "smallest_winning": None if smallest is None else {"level": smallest["level"], "pm": smallest["pm"]}}
+                         "smallest_winning": None if smallest is None else _where(smallest)}
     return {"dense": {k: dense.get(k) for k in ("level", "pm", "n", "early_stop_iteration",
                                                 "test_accuracy_at_early_stop", "final_test_accuracy")},
             "rows": rows, "families": families}
@@ -141,7 +142,14 @@ def _best(rows: list[dict], key: str) -> dict | None:
     if not rows:
         return None
     best = max(rows, key=lambda r: r[key])
-    return {"value": best[key], "level": best["level"], "pm": best["pm"]}
+    return {"value": best[key], **_where(best)}
+
+
+def _where(row: dict) -> dict:
+    where = {"level": row["level"], "pm": row["pm"]}
+    if row.get("weights_remaining") is not None:
+        where["weights_remaining"] = row["weights_remaining"]
+    return where
 
 
 def _ranges(levels: list[int]) -> str:
@@ -192,4 +200,29 @@ def format_summary(s: dict, rows: bool = True) -> str:
             parts.append("no level passes the winning-ticket test")
         if parts:
             lines.append(f"{fam}: " + "; ".join(parts))
+    return "\n".join(lines)
+
+
+def format_sweep_summary(labels: list[str], summaries: list[dict], family: str = "ticket") -> str:
+    """One line per experiment of a sweep (a preset's points): its dense network and ``family``'s best
+    speed-up, best gain and smallest winning ticket, as [S1]'s appendix states each sweep point. A
+    ``None`` summary is a point whose dense network has not finished."""
+    width = max([len("experiment")] + [len(label) for label in labels])
+    lines = [f"{'experiment':{width}s} {'dense es':>8s} {'test@es':>8s}  {'best speed-up':>22s}  {'best gain':>20s}  "
+             f"{'smallest winning':>16s}"]
+    for label, s in zip(labels, summaries):
+        if s is None:
+            lines.append(f"{label:{width}s} (the dense network has not finished yet)")
+            continue
+        d, f = s["dense"], s["families"].get(family)
+        if f is None:
+            lines.append(f"{label:{width}s} (no {family} beyond level 0 yet)")
+            continue
+        speed = f"{f['best_speedup']['value']:.2f}x at Pm {f['best_speedup']['pm']:.1f}%" if f["best_speedup"] else "-"
+        gain = f"{f['best_gain']['value']:+.2f} at Pm {f['best_gain']['pm']:.1f}%" if f["best_gain"] else "-"
+        w = f["smallest_winning"]
+        small = "none" if not w else f"Pm {w['pm']:.2f}%" + (f" ({w['weights_remaining']:,.0f} weights)"
+                                                              if w.get("weights_remaining") else "")
+        lines.append(f"{label:{width}s} {d['early_stop_iteration']:8,.0f} {100 * d['test_accuracy_at_early_stop']:7.2f}%  "
+                     f"{speed:>22s}  {gain:>20s}  {small:>16s}")
     return "\n".join(lines)
