@@ -209,7 +209,7 @@ def format_sweep_summary(labels: list[str], summaries: list[dict], family: str =
     ``None`` summary is a point whose dense network has not finished."""
     width = max([len("experiment")] + [len(label) for label in labels])
     lines = [f"{'experiment':{width}s} {'dense es':>8s} {'test@es':>8s}  {'best speed-up':>22s}  {'best gain':>20s}  "
-             f"{'smallest winning':>16s}"]
+             f"{'smallest winning':>28s}"]
     for label, s in zip(labels, summaries):
         if s is None:
             lines.append(f"{label:{width}s} (the dense network has not finished yet)")
@@ -224,5 +224,5 @@ def format_sweep_summary(labels: list[str], summaries: list[dict], family: str =
         small = "none" if not w else f"Pm {w['pm']:.2f}%" + (f" ({w['weights_remaining']:,.0f} weights)"
                                                               if w.get("weights_remaining") else "")
         lines.append(f"{label:{width}s} {d['early_stop_iteration']:8,.0f} {100 * d['test_accuracy_at_early_stop']:7.2f}%  "
-                     f"{speed:>22s}  {gain:>20s}  {small:>16s}")
+                     f"{speed:>22s}  {gain:>20s}  {small:>28s}")
     return "\n".join(lines)
