@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import torch
 
-from ticketlab import TicketlabError, data, models, runtime
+from ticketlab import TicketlabError, data, models
 from ticketlab.pruning import Mask
 from ticketlab.spec import LotteryExperimentSpec, PruningSpec, TrainSpec, apply_overrides, spec_hash
 from ticketlab.store import index, layout
@@ -124,19 +124,12 @@ def lottery(exp: LotteryExperimentSpec, store: str | Path, *, data_dir: str | No
     check_device(device)   # before any worker starts
     trials = list(range(exp.lottery.trials)) if trials is None else trials
     if workers > 1 and len(trials) > 1:
-        import concurrent.futures
-        import multiprocessing
-        groups = [trials[i::workers] for i in range(min(workers, len(trials)))]
-        context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(len(groups), mp_context=context, initializer=_worker_init) as pool:
-            # workers share the terminal: plain progress lines, not bars redrawn over each other
-            worker_progress = "lines" if progress is None or progress is True else progress
-            futures = [pool.submit(lottery, exp, store, data_dir=data_dir, device=device, progress=worker_progress,
-                                   checkpoint_seconds=checkpoint_seconds, trials=group, batch_models=batch_models,
-                                   engine=engine, sparse_below=sparse_below)
-                       for group in groups]
-            for future in futures:
-                future.result()
+        from ticketlab.exec import local
+        # workers share the terminal: plain progress lines, not bars redrawn over each other
+        worker_progress = "lines" if progress is None or progress is True else progress
+        local.spread_trials(lottery, trials, workers, exp=exp, store=store, data_dir=data_dir, device=device,
+                            progress=worker_progress, checkpoint_seconds=checkpoint_seconds,
+                            batch_models=batch_models, engine=engine, sparse_below=sparse_below)
     else:
         splits = load_splits(exp.data, str(data_dir) if data_dir else None, device)
         Lottery(exp, Path(store), splits, progress=progress, checkpoint_seconds=checkpoint_seconds, log=log,
@@ -177,16 +170,3 @@ def verify_lottery(target: LotteryExperimentSpec | str | Path, store: str | Path
             raise TicketlabError("verify_lottery(spec) needs the store the experiment ran in")
         return verify.verify_experiment(experiment_folder(target, store))
     return verify.verify_experiment(Path(target))
-
-
-def _worker_init() -> None:
-    """A lottery worker process: one thread, and it dies with its parent (Linux), so that killing
-    ``ticketlab lottery`` leaves no orphan holding job locks; rerunning resumes from the checkpoints."""
-    torch.set_num_threads(1)
-    runtime.tune_allocator()
-    try:
-        import ctypes
-        import signal
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # not Linux: workers finish their current trial before exiting

@@ -195,7 +195,8 @@ def format_summary(s: dict, rows: bool = True) -> str:
                 parts.append(f"{what} {fmt.format(f[key]['value'])} at level {f[key]['level']} (Pm {f[key]['pm']:.2f}%)")
         if f["winning_levels"]:
             w = f["smallest_winning"]
-            parts.append(f"winning at levels {_ranges(f['winning_levels'])}, smallest Pm {w['pm']:.2f}% (level {w['level']})")
+            plural = "s" if len(f["winning_levels"]) > 1 else ""
+            parts.append(f"winning at level{plural} {_ranges(f['winning_levels'])}, smallest Pm {w['pm']:.2f}% (level {w['level']})")
         elif parts:
             parts.append("no level passes the winning-ticket test")
         if parts:

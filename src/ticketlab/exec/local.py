@@ -1,0 +1,36 @@
+"""The local executor (the default): a lottery experiment's trials spread over worker processes on this
+machine, one thread each, so that two trials on a 2-core machine do not spin against each other."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+from typing import Callable
+
+import torch
+
+from ticketlab import runtime
+
+
+def spread_trials(run: Callable, trials: list[int], workers: int, **kwargs) -> None:
+    """``run(trials=group, **kwargs)`` in ``workers`` spawned processes, the trials dealt round-robin
+    (trial t to worker t mod workers); the first failure is raised here once every worker has ended."""
+    groups = [trials[i::workers] for i in range(min(workers, len(trials)))]
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(len(groups), mp_context=context, initializer=_worker_init) as pool:
+        futures = [pool.submit(run, trials=group, **kwargs) for group in groups]
+        for future in futures:
+            future.result()
+
+
+def _worker_init() -> None:
+    """A worker: one thread, and it dies with its parent (Linux), so that killing ``ticketlab lottery``
+    leaves no orphan holding job locks; rerunning resumes from the checkpoints."""
+    torch.set_num_threads(1)
+    runtime.tune_allocator()
+    try:
+        import ctypes
+        import signal
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: workers finish their current trial before exiting
