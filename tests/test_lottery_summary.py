@@ -79,3 +79,26 @@ def test_lottery_command_ends_with_the_family_summaries(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "\nagainst the dense network (level 0, n=1)" in out
     assert "\nticket: best speed-up" in out and "\nreinit: best speed-up" in out
+
+
+def test_oneshot_summary_against_the_dense_run(tmp_path, capsys):
+    exp = api.make_experiment("lenet", overrides={
+        "data.dataset": "synthetic", "data.val_size": 200, "model.hidden": "32,16", "training.steps": "40it",
+        "training.eval_every": "20it", "lottery.levels": 0, "lottery.trials": 1, "lottery.reinits": 1,
+        "lottery.oneshot": "0.5,0.8"})
+    root = api.lottery(exp, tmp_path, progress=False, log=lambda *a: None)
+    assert cli.main(["tables", root.name, "--store", str(tmp_path), "--kind", "summary", "--oneshot", "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert {(r["family"], r["level"]) for r in s["rows"]} == {("ticket", 0.5), ("ticket", 0.8), ("reinit", 0.5), ("reinit", 0.8)}
+    assert s["dense"]["level"] == 0 and s["dense"]["pm"] == 100.0
+    for r in s["rows"]:
+        assert r["gain"] == pytest.approx(100 * (r["test_accuracy_at_early_stop"] - s["dense"]["test_accuracy_at_early_stop"]))
+    assert cli.main(["tables", root.name, "--store", str(tmp_path), "--kind", "summary", "--oneshot"]) == 0
+    out = capsys.readouterr().out
+    assert "\nticket                0.5 " in out and "best speed-up" in out and "at fraction 0.5" in out
+    plain = api.lottery(api.make_experiment("lenet", overrides={
+        "data.dataset": "synthetic", "data.val_size": 200, "model.hidden": "32,16", "training.steps": "40it",
+        "training.eval_every": "20it", "lottery.levels": 1, "lottery.trials": 1, "lottery.reinits": 0}),
+        tmp_path, progress=False, log=lambda *a: None)
+    assert cli.main(["tables", plain.name, "--store", str(tmp_path), "--kind", "summary", "--oneshot"]) == 2
+    assert "no one-shot runs" in capsys.readouterr().err

@@ -203,6 +203,8 @@ def cmd_lottery(args) -> None:
         table = lottery_tables.level_table(args.store, root.name)
         print(lottery_tables.format_levels(table))
         print(lottery_tables.format_summary(lottery_tables.summary(table), rows=False))
+        if exp.lottery.oneshot:
+            print("one-shot " + lottery_tables.format_summary(lottery_tables.oneshot_summary(args.store, root.name), rows=False))
         if exp.lottery.flip_levels:
             print(lottery_tables.format_levels(lottery_tables.level_table(args.store, root.name, kind="flip")))
         if exp.lottery.snip or exp.lottery.iterative_snip or exp.lottery.flip_levels:

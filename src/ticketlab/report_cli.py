@@ -28,6 +28,8 @@ def add_parsers(subparsers, default_store: str = "ticketlab-store") -> None:
     p.add_argument("--kind", default="levels", choices=["levels", "summary", "oneshot", "flip", "s4"],
                    help="levels (ticket and controls per level), summary (speed-ups, gains and winning tickets "
                         "against the dense network, [S1]'s way), oneshot, flip (LTH_flip chains), s4 ([S4] Tables 2-7)")
+    p.add_argument("--oneshot", action="store_true",
+                   help="with --kind summary: the one-shot runs (levels = pruned fractions) against the dense network")
     p.add_argument("--json", action="store_true")
 
     p = subparsers.add_parser("plot", help="plot a finished training run, or the figures of lottery experiments")
@@ -84,6 +86,11 @@ def cmd_tables(args) -> None:
     def table_of(name):
         if args.kind == "s4":
             return s4_tables.s4_tables(args.store, name), s4_tables.format_s4
+        if args.kind == "summary" and args.oneshot:
+            table = lottery_tables.oneshot_summary(args.store, name)
+            if table is None:
+                raise TicketlabError(f"experiment {name} has no one-shot runs (lottery.oneshot); drop --oneshot")
+            return table, lottery_tables.format_summary
         if args.kind == "summary":
             try:
                 return lottery_tables.summary(lottery_tables.level_table(args.store, name)), lottery_tables.format_summary

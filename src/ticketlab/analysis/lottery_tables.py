@@ -83,7 +83,7 @@ def format_levels(table: list[dict]) -> str:
 # ---------------------------------------------------------------------------------------------------
 # The paper's summaries (PROTOCOL §4.6, §4.14): each family against the dense network and the ticket.
 
-def summary(table: list[dict]) -> dict:
+def summary(table: list[dict], dense: dict | None = None) -> dict:
     """How [S1] reports a level table: every (family, level) against the dense network (the ticket family
     at level 0), and each control against the ticket of its level.
 
@@ -93,8 +93,11 @@ def summary(table: list[dict]) -> dict:
     winning-ticket test, on means over trials); for controls also ``ticket_speedup`` (control's early stop
     / the ticket's: "the ticket learns 2.5x faster") and ``ticket_advantage`` (ticket − control, points).
     Per family: the best speed-up and the best gains with their level and Pm, the levels that pass the
-    winning-ticket test and the smallest of them."""
-    dense = next((r for r in table if r["family"] == "ticket" and r["level"] == 0), None)
+    winning-ticket test and the smallest of them.
+
+    ``dense`` is the reference row when ``table`` holds none: a one-shot table (levels = pruned fractions,
+    Fig 4c) is summarised against the lottery table's level 0 (``oneshot_summary``)."""
+    dense = dense or next((r for r in table if r["family"] == "ticket" and r["level"] == 0), None)
     if dense is None or dense.get("early_stop_iteration") is None:
         raise TicketlabError("the summary compares with the dense network (level 0), which has not finished yet; "
                              "see `ticketlab status`")
@@ -128,6 +131,17 @@ def summary(table: list[dict]) -> dict:
             "rows": rows, "families": families}
 
 
+def oneshot_summary(store: str | Path, experiment: str) -> dict | None:
+    """The summary of an experiment's one-shot runs (``lottery.oneshot``) against its dense network, or
+    None without one-shot runs. Their "level" is the pruned fraction."""
+    rows = rows_of(store, experiment)
+    oneshot = aggregate(rows, "oneshot")
+    if not oneshot:
+        return None
+    dense = next((r for r in aggregate(rows) if r["family"] == "ticket" and r["level"] == 0), None)
+    return {**summary(oneshot, dense), "axis": "fraction"}
+
+
 def _ratio(a, b):
     return None if a is None or not b else a / b
 
@@ -154,6 +168,8 @@ def _where(row: dict) -> dict:
 
 def _ranges(levels: list[int]) -> str:
     """[1, 2, 3, 5, 7, 8] -> '1-3, 5, 7-8'."""
+    if not all(isinstance(level, int) for level in levels):   # one-shot fractions
+        return ", ".join(map(str, levels))
     runs: list[list[int]] = []
     for level in levels:
         if runs and level == runs[-1][-1] + 1:
@@ -168,20 +184,20 @@ def format_summary(s: dict, rows: bool = True) -> str:
     def num(v, fmt, missing="-"):
         return missing if v is None else format(v, fmt)
 
-    d = s["dense"]
+    d, axis = s["dense"], s.get("axis", "level")   # one-shot summaries list pruned fractions
     lines = [f"against the dense network (level 0, n={d['n']}): early stop {num(d['early_stop_iteration'], ',.0f')}, "
              f"test acc. at early stop {num(d['test_accuracy_at_early_stop'] and 100 * d['test_accuracy_at_early_stop'], '.2f')}%, "
              f"final test {num(d['final_test_accuracy'] and 100 * d['final_test_accuracy'], '.2f')}%",
              "speed-up: dense early stop / early stop; gain: test accuracy minus dense, in points; winning: early stop "
              "no later and test acc. no lower than dense ([S1] §1); vs ticket: control's early stop / ticket's, "
              "ticket minus control",
-             f"{'family':16s} {'level':>5s} {'Pm %':>7s} {'n':>3s} {'early stop':>10s} {'speed-up':>8s} {'test@es':>8s} "
+             f"{'family':16s} {axis:>8s} {'Pm %':>7s} {'n':>3s} {'early stop':>10s} {'speed-up':>8s} {'test@es':>8s} "
              f"{'gain':>6s} {'final':>7s} {'gain':>6s} {'winning':>7s} {'vs ticket':>9s} {'ahead':>6s}"]
     if not rows:
         lines = lines[:1]
     for r in s["rows"] if rows else []:
         test, final = r["test_accuracy_at_early_stop"], r["final_test_accuracy"]
-        lines.append(f"{r['family']:16s} {r['level']:5d} {r['pm']:7.2f} {r['n']:3d} {num(r['early_stop_iteration'], ',.0f'):>10s} "
+        lines.append(f"{r['family']:16s} {r['level']!s:>8s} {r['pm']:7.2f} {r['n']:3d} {num(r['early_stop_iteration'], ',.0f'):>10s} "
                      f"{num(r['speedup'], '.2f') + 'x':>8s} {num(test and 100 * test, '.2f'):>7s}% {num(r['gain'], '+.2f'):>6s} "
                      f"{num(final and 100 * final, '.2f'):>6s}% {num(r['final_gain'], '+.2f'):>6s} "
                      f"{'' if r['level'] == 0 and r['family'] == 'ticket' else ('yes' if r['winning'] else 'no'):>7s} "
@@ -192,11 +208,11 @@ def format_summary(s: dict, rows: bool = True) -> str:
         for key, what, fmt in (("best_speedup", "best speed-up", "{:.2f}x"), ("best_gain", "best gain at early stop", "{:+.2f}"),
                                ("best_final_gain", "best final gain", "{:+.2f}")):
             if f[key]:
-                parts.append(f"{what} {fmt.format(f[key]['value'])} at level {f[key]['level']} (Pm {f[key]['pm']:.2f}%)")
+                parts.append(f"{what} {fmt.format(f[key]['value'])} at {axis} {f[key]['level']} (Pm {f[key]['pm']:.2f}%)")
         if f["winning_levels"]:
             w = f["smallest_winning"]
             plural = "s" if len(f["winning_levels"]) > 1 else ""
-            parts.append(f"winning at level{plural} {_ranges(f['winning_levels'])}, smallest Pm {w['pm']:.2f}% (level {w['level']})")
+            parts.append(f"winning at {axis}{plural} {_ranges(f['winning_levels'])}, smallest Pm {w['pm']:.2f}% ({axis} {w['level']})")
         elif parts:
             parts.append("no level passes the winning-ticket test")
         if parts:
