@@ -249,3 +249,38 @@ def test_levels_panels_picked_with_metric(experiment, tmp_path, capsys):
     assert "no level metric 'val/loss'" in err and "final_train_accuracy" in err
     assert main(["plot", name, "--store", str(store), "--kind", "init", "--metric", "val/loss"]) == 2
     assert "--kind curves" in capsys.readouterr().err
+
+
+def test_weight_tables_by_hand(experiment, capsys):
+    from ticketlab.analysis.weight_tables import weight_tables
+    store, name = experiment
+    tables = weight_tables(store, name, levels=[0, 2], movement_level=1)
+    theta0 = {t: load_torch(job(store, name, t, 0) / layout.INIT) for t in (0, 1)}
+    masks = {t: Mask.load(job(store, name, t, 2) / layout.MASK) for t in (0, 1)}
+    for r in tables["init"]:
+        if r["level"] == 0:
+            assert r["magnitude_ratio"] == pytest.approx(1.0) and r["kept"] == 2 * theta0[0][r["layer"]].numel()
+            continue
+        kept = [theta0[t][r["layer"]][masks[t][r["layer"]]] for t in (0, 1)]
+        assert r["kept"] == sum(k.numel() for k in kept)
+        assert r["positive"] == pytest.approx(float((torch.cat(kept) > 0).float().mean()))
+        shares = [float((k > 0).float().mean()) for k in kept]
+        assert (r["positive_min"], r["positive_max"]) == pytest.approx((min(shares), max(shares)))
+        everything = torch.cat([theta0[t][r["layer"]].flatten() for t in (0, 1)])
+        assert r["magnitude_ratio"] == pytest.approx(float(torch.cat(kept).abs().mean() / everything.abs().mean()), rel=1e-5)
+    assert {r["level"] for r in tables["connections"]} == {2}   # the dense level has every connection
+    for r in tables["connections"]:
+        # every unit of a Linear layer has the same fan-in, so the mean kept fraction is the density
+        assert r["incoming_mean"] == pytest.approx(r["density"]) and r["outgoing_mean"] == pytest.approx(r["density"])
+    level1 = {t: Mask.load(job(store, name, t, 1) / layout.MASK) for t in (0, 1)}
+    final = {t: load_torch(job(store, name, t, 0) / layout.FINAL) for t in (0, 1)}
+    for r in tables["movement"]:
+        assert r["level"] == 1
+        moved = torch.cat([(final[t][r["layer"]] - theta0[t][r["layer"]]).abs()[level1[t][r["layer"]]] for t in (0, 1)])
+        assert r["ticket_change"] == pytest.approx(float(moved.mean()), rel=1e-5)
+    assert main(["tables", name, "--store", str(store), "--kind", "weights", "--levels", "0,2"]) == 0
+    out = capsys.readouterr().out
+    assert "Initial values of the surviving weights" in out and "Connections kept per unit" in out and "Weight movement" in out
+    assert main(["tables", name, "--store", str(store), "--kind", "weights", "--levels", "7"]) == 2
+    assert "no finished IMP job" in capsys.readouterr().err
+    assert main(["tables", name, "--store", str(store), "--levels", "1"]) == 2

@@ -1,6 +1,6 @@
 """``ticketlab tables`` and ``ticketlab plot``: what the store holds, as tables and figures (PROTOCOL §4).
 
-    ticketlab tables EXPERIMENT | --preset P [--set ...]  [--kind levels|summary|oneshot|flip|s4] [--json]
+    ticketlab tables EXPERIMENT | --preset P [--set ...]  [--kind levels|summary|weights|oneshot|flip|s4] [--json]
     ticketlab plot TARGET ... | --preset P [--set ...]  [--kind ...] [--x pm|weights] [--metric ...]
 
 Both read only the store. ``--preset`` stands for every experiment the preset runs (each point of its
@@ -25,9 +25,11 @@ def add_parsers(subparsers, default_store: str = "ticketlab-store") -> None:
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="with --preset: the overrides the experiments ran with")
     p.add_argument("--store", default=default_store)
-    p.add_argument("--kind", default="levels", choices=["levels", "summary", "oneshot", "flip", "s4"],
+    p.add_argument("--kind", default="levels", choices=["levels", "summary", "weights", "oneshot", "flip", "s4"],
                    help="levels (ticket and controls per level), summary (speed-ups, gains and winning tickets "
-                        "against the dense network, [S1]'s way), oneshot, flip (LTH_flip chains), s4 ([S4] Tables 2-7)")
+                        "against the dense network, [S1]'s way), weights (Figs 15-24 in numbers: surviving initial "
+                        "values, connections per unit, weight movement), oneshot, flip (LTH_flip chains), s4 ([S4] Tables 2-7)")
+    p.add_argument("--levels", default=None, metavar="0,4,8", help="weights: the levels (default: four spread out)")
     p.add_argument("--oneshot", action="store_true",
                    help="with --kind summary: the one-shot runs (levels = pruned fractions) against the dense network")
     p.add_argument("--json", action="store_true")
@@ -82,10 +84,16 @@ def cmd_tables(args) -> None:
     names = [args.experiment] if args.experiment else _preset_experiments(args)
     if not names:
         raise TicketlabError("name an experiment (lottery-<hash>) or pass --preset P")
+    if args.levels and args.kind != "weights":
+        raise TicketlabError("--levels picks the levels of --kind weights")
+    levels = _int_list(args.levels, "--levels") if args.levels else None
 
     def table_of(name):
         if args.kind == "s4":
             return s4_tables.s4_tables(args.store, name), s4_tables.format_s4
+        if args.kind == "weights":
+            from ticketlab.analysis import weight_tables
+            return weight_tables.weight_tables(args.store, name, levels), weight_tables.format_weight_tables
         if args.kind == "summary" and args.oneshot:
             table = lottery_tables.oneshot_summary(args.store, name)
             if table is None:
@@ -136,10 +144,7 @@ def cmd_plot(args) -> None:
                                  f"`ticketlab lottery` first, or list them with `ticketlab results --store {args.store}`") from None
     if args.until is not None and args.until <= 0:
         raise TicketlabError(f"--until is the last training iteration drawn, a positive number; got {args.until}")
-    try:
-        levels = [int(v) for v in args.levels.split(",")] if args.levels else None
-    except ValueError:
-        raise TicketlabError(f"--levels takes comma-separated integers like 0,3,7; got {args.levels!r}") from None
+    levels = _int_list(args.levels, "--levels") if args.levels else None
 
     def split(text):
         return [v.strip() for v in text.split(",") if v.strip()] if text else None
@@ -156,3 +161,10 @@ def cmd_plot(args) -> None:
                                                 x=args.x, level_metrics=split(args.metric) if level_kind else None)
     for path in paths:
         print(path)
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise TicketlabError(f"{flag} takes comma-separated integers like 0,3,7; got {text!r}") from None
