@@ -284,3 +284,30 @@ def test_weight_tables_by_hand(experiment, capsys):
     assert main(["tables", name, "--store", str(store), "--kind", "weights", "--levels", "7"]) == 2
     assert "no finished IMP job" in capsys.readouterr().err
     assert main(["tables", name, "--store", str(store), "--levels", "1"]) == 2
+
+
+def test_report_writes_a_results_folder_from_the_store(experiment, tmp_path, capsys):
+    import csv
+    from ticketlab.store import index
+    store, name = experiment
+    out = tmp_path / "results"
+    assert main(["report", name, "--store", str(store), "--out", str(out), "--weights"]) == 0
+    written = {line.rsplit("/", 1)[-1] for line in capsys.readouterr().out.split()}
+    assert written == {"spec.json", "status.txt", "verify.txt", "jobs.csv", "table.txt", "summary.txt",
+                       "weights.txt", "levels.png"}
+    assert sorted(p.name for p in out.iterdir()) == sorted(written)       # no PDF, no temporary files
+    jobs = list(csv.DictReader(open(out / "jobs.csv")))
+    assert len(jobs) == len(index.query(store, {"experiment": name}))
+    assert "all checks pass" in (out / "verify.txt").read_text()
+    summary = (out / "summary.txt").read_text()
+    assert summary.startswith("against the dense network") and "\none-shot against the dense network" in summary
+    assert (out / "table.txt").read_text().count("family           level") == 2   # levels and one-shot
+    assert open(out / "levels.png", "rb").read(4) == b"\x89PNG"
+    # an experiment with nothing finished yet: spec, status and verify only
+    fresh = api.make_experiment("lenet", overrides={**SMALL, "lottery.levels": 5})
+    api.lottery(fresh, store, progress=False, log=lambda *a: None, trials=[])   # writes its spec, trains nothing
+    folder = api.experiment_folder(fresh, store)
+    assert main(["report", folder.name, "--store", str(store), "--out", str(tmp_path / "early")]) == 0
+    assert sorted(p.name for p in (tmp_path / "early").iterdir()) == ["spec.json", "status.txt", "verify.txt"]
+    assert main(["report", "lottery-0000000000000000", "--store", str(store), "--out", str(tmp_path / "x")]) == 2
+    assert "ticketlab status" in capsys.readouterr().err

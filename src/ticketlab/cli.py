@@ -80,6 +80,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--store", default=DEFAULT_STORE, help=f"run store directory (default: ./{DEFAULT_STORE})")
     p.add_argument("--json", action="store_true", help="counts per check and every failure")
 
+    p = sub.add_parser("report", help="write an experiment's small outputs (spec, jobs, status, verify, tables, "
+                                      "summary, levels figure) into one folder, e.g. docs/results/<name>/")
+    p.add_argument("experiment", metavar="EXPERIMENT", help="lottery-<hash>, the hash, or its folder")
+    p.add_argument("--store", default=DEFAULT_STORE, help=f"run store directory (default: ./{DEFAULT_STORE})")
+    p.add_argument("--out", required=True, help="the folder to write (created if missing; its files are replaced)")
+    p.add_argument("--weights", action="store_true", help="also weights.txt (Figs 15-24 in numbers; reads every mask)")
+
     p = sub.add_parser("presets", help="the papers' experiments, ready to run")
     p.add_argument("--json", action="store_true")
 
@@ -252,6 +259,15 @@ def cmd_verify(args) -> int:
     return 0 if all(r.ok for r in reports) else 1
 
 
+def cmd_report(args) -> None:
+    from ticketlab.analysis.report import write_report
+    store = Path(args.store)
+    if not store.is_dir():
+        raise TicketlabError(f"store {store} does not exist; pass the --store your experiment ran with")
+    for path in write_report(_experiment_folder(store, args.experiment), Path(args.out), weights=args.weights):
+        print(path)
+
+
 def _experiment_folder(store: Path, target: str) -> Path:
     """A lottery experiment's folder from its name, hash or path."""
     from ticketlab.analysis.lottery_series import experiment_name
@@ -317,7 +333,7 @@ def cmd_demo(args) -> None:
 COMMANDS = {"models": cmd_models, "schedule": cmd_schedule, "train": cmd_train, "lottery": cmd_lottery,
             "presets": cmd_presets, "results": cmd_results,
             "plot": report_cli.cmd_plot, "bench": cmd_bench, "demo": cmd_demo, "masks": mask_cli.cmd_masks,
-            "tables": report_cli.cmd_tables, "status": cmd_status, "verify": cmd_verify}
+            "tables": report_cli.cmd_tables, "status": cmd_status, "verify": cmd_verify, "report": cmd_report}
 
 if __name__ == "__main__":
     sys.exit(main())
