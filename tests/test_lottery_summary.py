@@ -102,3 +102,11 @@ def test_oneshot_summary_against_the_dense_run(tmp_path, capsys):
         tmp_path, progress=False, log=lambda *a: None)
     assert cli.main(["tables", plain.name, "--store", str(tmp_path), "--kind", "summary", "--oneshot"]) == 2
     assert "no one-shot runs" in capsys.readouterr().err
+
+
+def test_summary_says_which_run_is_dense_when_tickets_are_separate_jobs():
+    table = TABLE + [row("find", 1, 80.0, 2500, 0.685, 0.672)]
+    text = format_summary(summary(table))
+    assert text.splitlines()[1].startswith("dense = the level-0 IMP run")
+    assert "dense = " not in format_summary(summary(TABLE))
+    assert format_summary(summary(table), rows=False).splitlines()[1].startswith("dense = ")

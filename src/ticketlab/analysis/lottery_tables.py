@@ -193,8 +193,11 @@ def format_summary(s: dict, rows: bool = True) -> str:
              "ticket minus control",
              f"{'family':16s} {axis:>8s} {'Pm %':>7s} {'n':>3s} {'early stop':>10s} {'speed-up':>8s} {'test@es':>8s} "
              f"{'gain':>6s} {'final':>7s} {'gain':>6s} {'winning':>7s} {'vs ticket':>9s} {'ahead':>6s}"]
+    if any(r["family"] == "find" for r in s["rows"]):   # [S3]'s H_find / H_eval: say which network is "dense"
+        lines.insert(1, "dense = the level-0 IMP run (trained with `training`); at pruned levels the ticket is the separate "
+                        "`ticket` job (the `eval` hyperparameters, or mode=continue's reset) and `find` the IMP run")
     if not rows:
-        lines = lines[:1]
+        lines = lines[:2] if lines[1].startswith("dense =") else lines[:1]
     for r in s["rows"] if rows else []:
         test, final = r["test_accuracy_at_early_stop"], r["final_test_accuracy"]
         lines.append(f"{r['family']:16s} {r['level']!s:>8s} {r['pm']:7.2f} {r['n']:3d} {num(r['early_stop_iteration'], ',.0f'):>10s} "
