@@ -311,3 +311,15 @@ def test_report_writes_a_results_folder_from_the_store(experiment, tmp_path, cap
     assert sorted(p.name for p in (tmp_path / "early").iterdir()) == ["spec.json", "status.txt", "verify.txt"]
     assert main(["report", "lottery-0000000000000000", "--store", str(store), "--out", str(tmp_path / "x")]) == 2
     assert "ticketlab status" in capsys.readouterr().err
+
+
+def test_weight_counts_read_as_round_ticks():
+    from ticketlab.analysis.figures import count_text, pm_axis
+    from ticketlab.analysis.plots import plt
+    assert [count_text(n) for n in (266200, 9000, 978600, 2.1e7, 850, 20981)] == ["266K", "9.0K", "979K", "21M", "850", "21K"]
+    fig, ax = plt.subplots()
+    pm_axis(ax, [978600, 500000, 213000, 60000, 13000], weights=True)
+    ticks = list(ax.get_xticks())
+    assert ticks == sorted(ticks, reverse=True) and set(ticks) <= {5e5, 2e5, 1e5, 5e4, 2e4}
+    assert ax.get_xlabel() == "weights remaining" and ax.get_xlim()[0] > ax.get_xlim()[1]   # decreasing to the right
+    plt.close(fig)
