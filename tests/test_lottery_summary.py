@@ -110,3 +110,18 @@ def test_summary_says_which_run_is_dense_when_tickets_are_separate_jobs():
     assert text.splitlines()[1].startswith("dense = the level-0 IMP run")
     assert "dense = " not in format_summary(summary(TABLE))
     assert format_summary(summary(table), rows=False).splitlines()[1].startswith("dense = ")
+
+
+def test_api_summary_and_report(tmp_path):
+    exp = api.make_experiment("lenet", overrides={
+        "data.dataset": "synthetic", "data.val_size": 200, "model.hidden": "32,16", "training.steps": "40it",
+        "training.eval_every": "20it", "lottery.levels": 1, "lottery.trials": 1, "lottery.reinits": 0})
+    root = api.lottery(exp, tmp_path, progress=False, log=lambda *a: None)
+    by_spec, by_folder = api.lottery_summary(exp, tmp_path), api.lottery_summary(root)
+    assert by_spec == by_folder and by_spec["families"]["ticket"]["best_speedup"]["level"] == 1
+    with pytest.raises(TicketlabError, match="needs the store"):
+        api.lottery_summary(exp)
+    with pytest.raises(TicketlabError, match="no one-shot runs"):
+        api.lottery_summary(root, oneshot=True)
+    paths = api.lottery_report(root, tmp_path / "out")
+    assert {p.name for p in paths} >= {"summary.txt", "table.txt", "jobs.csv", "levels.png"}

@@ -165,8 +165,35 @@ def verify_lottery(target: LotteryExperimentSpec | str | Path, store: str | Path
     """Check a lottery experiment's invariants on its stored files (``ticketlab.lottery.verify``); ``target``
     is a spec (with ``store``) or the experiment's folder. The result's ``ok`` and ``failures`` say how it went."""
     from ticketlab.lottery import verify
+    return verify.verify_experiment(_experiment_root(target, store, "verify_lottery"))
+
+
+def lottery_summary(target: LotteryExperimentSpec | str | Path, store: str | Path | None = None,
+                    oneshot: bool = False) -> dict:
+    """[S1]'s summary of a lottery experiment (``ticketlab tables --kind summary``): every family and level
+    against the dense network, best speed-ups and gains, winning tickets; ``oneshot`` for its one-shot runs.
+    ``target`` is a spec (with ``store``) or the experiment's folder."""
+    from ticketlab.analysis import lottery_tables
+    root = _experiment_root(target, store, "lottery_summary")
+    if oneshot:
+        summary = lottery_tables.oneshot_summary(root.parent, root.name)
+        if summary is None:
+            raise TicketlabError(f"{root.name} has no one-shot runs (lottery.oneshot)")
+        return summary
+    return lottery_tables.summary(lottery_tables.level_table(root.parent, root.name))
+
+
+def lottery_report(target: LotteryExperimentSpec | str | Path, out: str | Path, store: str | Path | None = None,
+                   weights: bool = False) -> list[Path]:
+    """Write the experiment's small outputs into ``out`` (``ticketlab report``; ``ticketlab.analysis.report``)."""
+    from ticketlab.analysis.report import write_report
+    return write_report(_experiment_root(target, store, "lottery_report"), Path(out), weights=weights)
+
+
+def _experiment_root(target, store, caller: str) -> Path:
     if isinstance(target, LotteryExperimentSpec):
         if store is None:
-            raise TicketlabError("verify_lottery(spec) needs the store the experiment ran in")
-        return verify.verify_experiment(experiment_folder(target, store))
-    return verify.verify_experiment(Path(target))
+            raise TicketlabError(f"{caller}(spec) needs the store the experiment ran in")
+        return experiment_folder(target, store)
+    return Path(target)
+
