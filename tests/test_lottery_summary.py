@@ -102,6 +102,8 @@ def test_oneshot_summary_against_the_dense_run(tmp_path, capsys):
         tmp_path, progress=False, log=lambda *a: None)
     assert cli.main(["tables", plain.name, "--store", str(tmp_path), "--kind", "summary", "--oneshot"]) == 2
     assert "no one-shot runs" in capsys.readouterr().err
+    assert cli.main(["tables", root.name, "--store", str(tmp_path), "--oneshot"]) == 2
+    assert "--kind oneshot" in capsys.readouterr().err
 
 
 def test_summary_says_which_run_is_dense_when_tickets_are_separate_jobs():

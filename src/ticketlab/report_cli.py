@@ -86,6 +86,8 @@ def cmd_tables(args) -> None:
         raise TicketlabError("name an experiment (lottery-<hash>) or pass --preset P")
     if args.levels and args.kind != "weights":
         raise TicketlabError("--levels picks the levels of --kind weights")
+    if args.oneshot and args.kind != "summary":
+        raise TicketlabError("--oneshot goes with --kind summary; the one-shot table itself is --kind oneshot")
     levels = _int_list(args.levels, "--levels") if args.levels else None
 
     def table_of(name):
