@@ -18,7 +18,8 @@ from ticketlab import TicketlabError
 
 def add_parsers(subparsers, default_store: str = "ticketlab-store") -> None:
     """Register ``tables`` and ``plot`` on ``subparsers`` (from ``add_subparsers``)."""
-    p = subparsers.add_parser("tables", help="tables of a lottery experiment: per level, or [S4]'s Tables 2-7")
+    p = subparsers.add_parser("tables", help="tables of a lottery experiment: per level, [S1]'s summary, weights in "
+                                              "numbers, or [S4]'s Tables 2-7")
     p.add_argument("experiment", nargs="?", help="lottery-<hash>, the hash, or its folder in the store")
     p.add_argument("--preset", default=None, help="instead: every experiment this preset runs (with the same --set); "
                                                   "--kind summary then prints one line per point of its sweep")
