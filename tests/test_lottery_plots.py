@@ -218,7 +218,18 @@ def test_a_presets_sweep_plotted_against_weights_remaining_and_tabulated(tmp_pat
             "--out", str(tmp_path / "fig31"), *sets]
     assert main(plot) == 2 and "ticketlab lottery --preset lenet_size_sweep" in capsys.readouterr().err
     assert main(["lottery", "--preset", "lenet_size_sweep", "--store", str(tmp_path), *sets]) == 0
-    capsys.readouterr()
+    out = capsys.readouterr().out
+    ending = out[out.index("sweep of 10 experiments (lenet_size_sweep):"):].splitlines()
+    assert ending[2].startswith("hidden=25,8 ") and ending[11].startswith("hidden=900,300 ")
+    # with --plot the sweep also ends with its overlay: sizes differ, so against weights remaining
+    import argparse
+    from ticketlab import cli
+    names = [api.experiment_folder(e, tmp_path).name for e in api.make_experiments(
+        None, "lenet_size_sweep", dict(setting.split("=", 1) for setting in sets[1::2]))]
+    cli._sweep_ending(argparse.Namespace(store=str(tmp_path), preset="lenet_size_sweep", plot=True), names)
+    out = capsys.readouterr().out
+    overlay = tmp_path / "plots" / "lenet_size_sweep_levels.png"
+    assert f"plot: {overlay}" in out and overlay.read_bytes()[:4] == b"\x89PNG"
     assert main(plot) == 0
     assert capsys.readouterr().out.split() == [str(tmp_path / "fig31.png"), str(tmp_path / "fig31.pdf")]
     assert main(["plot", "--store", str(tmp_path)]) == 2 and "--preset" in capsys.readouterr().err

@@ -221,6 +221,30 @@ def cmd_lottery(args) -> None:
             from ticketlab.analysis import lottery_plots
             for path in lottery_plots.standard_plots(args.store, root.name):
                 print(f"plot: {path}")
+    if len(experiments) > 1:   # a preset's sweep: one line per point, and with --plot the points overlaid
+        _sweep_ending(args, [api.experiment_folder(exp, args.store).name for exp in experiments])
+
+
+def _sweep_ending(args, names: list[str]) -> None:
+    """What a sweep prints at its end: [S1]'s summary of the tickets, one line per point; with ``--plot``
+    the tickets of every point in one levels figure, against the number of weights remaining when the
+    networks differ in size (Fig 31) and against Pm otherwise (Figs 26-30, 32-36)."""
+    from ticketlab.analysis import lottery_tables
+    from ticketlab.analysis.lottery_series import spec_labels
+    from ticketlab.store import layout
+    from ticketlab.store.artifacts import load_json
+    store = Path(args.store)
+    labels = spec_labels([load_json(store / name / layout.SPEC)["spec"] for name in names])
+    summaries = [lottery_tables.summary(lottery_tables.level_table(store, name)) for name in names]
+    print(f"sweep of {len(names)} experiments ({args.preset}):")
+    print(lottery_tables.format_sweep_summary(labels, summaries))
+    if args.plot:
+        from ticketlab.analysis import lottery_plots
+        totals = {r["weights_total"] for name in names for r in lottery_tables.rows_of(store, name)}
+        stem = store / "plots" / f"{args.preset}_levels"
+        for path in lottery_plots.plot_levels(store, names, stem, labels=labels, families=["ticket"],
+                                              x="weights" if len(totals) > 1 else "pm"):
+            print(f"plot: {path}")
 
 
 def _experiment_roots(args) -> list[Path]:
