@@ -176,10 +176,7 @@ def lottery_summary(target: LotteryExperimentSpec | str | Path, store: str | Pat
     from ticketlab.analysis import lottery_tables
     root = _experiment_root(target, store, "lottery_summary")
     if oneshot:
-        summary = lottery_tables.oneshot_summary(root.parent, root.name)
-        if summary is None:
-            raise TicketlabError(f"{root.name} has no one-shot runs (lottery.oneshot)")
-        return summary
+        return lottery_tables.oneshot_summary(lottery_tables.rows_of(root.parent, root.name))
     return lottery_tables.summary(lottery_tables.level_table(root.parent, root.name))
 
 

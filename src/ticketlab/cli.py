@@ -211,7 +211,7 @@ def cmd_lottery(args) -> None:
         print(lottery_tables.format_levels(table))
         print(lottery_tables.format_summary(lottery_tables.summary(table), rows=False))
         if exp.lottery.oneshot:
-            print("one-shot " + lottery_tables.format_summary(lottery_tables.oneshot_summary(args.store, root.name), rows=False))
+            print("one-shot " + lottery_tables.format_summary(lottery_tables.oneshot_summary(lottery_tables.rows_of(args.store, root.name)), rows=False))
         if exp.lottery.flip_levels:
             print(lottery_tables.format_levels(lottery_tables.level_table(args.store, root.name, kind="flip")))
         if exp.lottery.snip or exp.lottery.iterative_snip or exp.lottery.flip_levels:
@@ -230,17 +230,15 @@ def _sweep_ending(args, names: list[str]) -> None:
     the tickets of every point in one levels figure, against the number of weights remaining when the
     networks differ in size (Fig 31) and against Pm otherwise (Figs 26-30, 32-36)."""
     from ticketlab.analysis import lottery_tables
-    from ticketlab.analysis.lottery_series import spec_labels
-    from ticketlab.store import layout
-    from ticketlab.store.artifacts import load_json
+    from ticketlab.analysis.lottery_series import experiment_labels
     store = Path(args.store)
-    labels = spec_labels([load_json(store / name / layout.SPEC)["spec"] for name in names])
-    summaries = [lottery_tables.summary(lottery_tables.level_table(store, name)) for name in names]
+    labels = experiment_labels(store, names)
+    summaries = lottery_tables.sweep_summaries(store, names)
     print(f"sweep of {len(names)} experiments ({args.preset}):")
     print(lottery_tables.format_sweep_summary(labels, summaries))
     if args.plot:
         from ticketlab.analysis import lottery_plots
-        totals = {r["weights_total"] for name in names for r in lottery_tables.rows_of(store, name)}
+        totals = {s["dense"]["weights_remaining"] for s in summaries if s}   # level 0 keeps every weight
         stem = store / "plots" / f"{args.preset}_levels"
         for path in lottery_plots.plot_levels(store, names, stem, labels=labels, families=["ticket"],
                                               x="weights" if len(totals) > 1 else "pm"):

@@ -11,7 +11,6 @@ DEFAULT_STORE)``, and ``cmd_tables`` / ``cmd_plot`` in its command table.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from ticketlab import TicketlabError
 
@@ -98,29 +97,22 @@ def cmd_tables(args) -> None:
             from ticketlab.analysis import weight_tables
             return weight_tables.weight_tables(args.store, name, levels), weight_tables.format_weight_tables
         if args.kind == "summary" and args.oneshot:
-            table = lottery_tables.oneshot_summary(args.store, name)
-            if table is None:
-                raise TicketlabError(f"experiment {name} has no one-shot runs (lottery.oneshot); drop --oneshot")
-            return table, lottery_tables.format_summary
+            return lottery_tables.oneshot_summary(lottery_tables.rows_of(args.store, name)), lottery_tables.format_summary
         if args.kind == "summary":
-            try:
-                return lottery_tables.summary(lottery_tables.level_table(args.store, name)), lottery_tables.format_summary
-            except TicketlabError:
-                if len(names) == 1:
-                    raise
-                return None, None   # a sweep point whose dense network has not finished: its line says so
+            return lottery_tables.summary(lottery_tables.level_table(args.store, name)), lottery_tables.format_summary
         kind = "lottery" if args.kind == "levels" else args.kind
         return lottery_tables.level_table(args.store, name, kind=kind), lottery_tables.format_levels
 
-    tables = [table_of(name) for name in names]
     if len(names) == 1:
-        table, fmt = tables[0]
+        table, fmt = table_of(names[0])
         print(json.dumps(table, indent=2) if args.json else fmt(table).rstrip("\n"))
         return
-    from ticketlab.analysis.lottery_series import spec_labels
-    from ticketlab.store import layout
-    from ticketlab.store.artifacts import load_json
-    labels = spec_labels([load_json(Path(args.store) / name / layout.SPEC)["spec"] for name in names])
+    from ticketlab.analysis.lottery_series import experiment_labels
+    labels = experiment_labels(args.store, names)
+    if args.kind == "summary" and not args.oneshot:   # a sweep point whose dense network has not finished: None
+        tables = [(s, lottery_tables.format_summary) for s in lottery_tables.sweep_summaries(args.store, names)]
+    else:
+        tables = [table_of(name) for name in names]
     if args.json:
         print(json.dumps([{"experiment": n, "label": l, "table": t} for n, l, (t, _) in zip(names, labels, tables)], indent=2))
     elif args.kind == "summary":   # a sweep: one line per point, as [S1]'s appendix states them

@@ -26,13 +26,12 @@ from ticketlab.analysis import lottery_tables
 from ticketlab.analysis.figures import errorbar_series, figure_legend, figure_title, out_stem, panel_grid, pm_axis, pm_text
 from ticketlab.analysis.lottery_series import (HISTOGRAM_WEIGHT_LIMIT, LEVEL_METRICS, ONESHOT_METRICS, X_AXES, _MARKERS,
                                                _axis_label, _check_levels, _job, _levels, _need, _pm, _root,
-                                               curve_band, experiment_name, family_label, family_order,
-                                               fixed_step_metrics, levels_series, metric_label, spec_labels,
+                                               curve_band, experiment_labels, experiment_name, family_label, family_order,
+                                               fixed_step_metrics, levels_series, metric_label,
                                                spread_levels)
 from ticketlab.analysis.plots import plt, save
 from ticketlab.analysis.weight_plots import plot_connections, plot_init_histograms, plot_movement
 from ticketlab.store import layout
-from ticketlab.store.artifacts import load_json
 from ticketlab.train.metrics import read_metrics
 
 
@@ -54,8 +53,7 @@ def plot_levels(store: str | Path, experiments: list[str] | str, out=None, metri
         raise TicketlabError(f"no level metric {unknown[0]!r}; choose from {known}")
     metrics = list(metrics or [*LEVEL_METRICS, *fixed_step_metrics(all_rows)])
     if labels is None:
-        labels = spec_labels([load_json(_need(_root(store, n) / layout.SPEC, "the experiment's spec"))["spec"]
-                              for n in names]) if len(names) > 1 else [""]
+        labels = experiment_labels(store, names) if len(names) > 1 else [""]
     elif len(labels) != len(names):
         raise TicketlabError(f"{len(labels)} labels for {len(names)} experiments; give one label per experiment")
     if len(names) > 1 and not all(labels):  # the same spec in two stores, say

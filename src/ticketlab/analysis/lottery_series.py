@@ -13,7 +13,7 @@ from ticketlab import TicketlabError
 from ticketlab.analysis import lottery_tables
 from ticketlab.pruning import Mask
 from ticketlab.store import index, layout
-from ticketlab.store.artifacts import load_torch
+from ticketlab.store.artifacts import load_json, load_torch
 
 LEVEL_METRICS = ("early_stop_iteration", "test_accuracy_at_early_stop", "train_accuracy_at_early_stop")
 ONESHOT_METRICS = ("early_stop_iteration", "test_accuracy_at_early_stop")
@@ -161,6 +161,11 @@ def spec_labels(specs: list[dict]) -> list[str]:
                          else f"{leaf if leaves.count(leaf) == 1 else key}={value}")
         labels.append(", ".join(parts))
     return labels
+
+
+def experiment_labels(store, names: list[str]) -> list[str]:
+    """``spec_labels`` of experiments in the store, read from their spec.json files."""
+    return spec_labels([load_json(_need(_root(store, n) / layout.SPEC, "the experiment's spec"))["spec"] for n in names])
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

@@ -96,7 +96,8 @@ def summary(table: list[dict], dense: dict | None = None) -> dict:
     winning-ticket test and the smallest of them.
 
     ``dense`` is the reference row when ``table`` holds none: a one-shot table (levels = pruned fractions,
-    Fig 4c) is summarised against the lottery table's level 0 (``oneshot_summary``)."""
+    Fig 4c) is summarised against the lottery table's level 0 (``oneshot_summary``). A summary of a table
+    whose dense network has not finished raises ``TicketlabError``."""
     dense = dense or next((r for r in table if r["family"] == "ticket" and r["level"] == 0), None)
     if dense is None or dense.get("early_stop_iteration") is None:
         raise TicketlabError("the summary compares with the dense network (level 0), which has not finished yet; "
@@ -126,20 +127,31 @@ def summary(table: list[dict], dense: dict | None = None) -> dict:
         families[fam] = {"best_speedup": _best(pruned, "speedup"), "best_gain": _best(pruned, "gain"),
                          "best_final_gain": _best(pruned, "final_gain"), "winning_levels": winning,
                          "smallest_winning": None if smallest is None else _where(smallest)}
-    return {"dense": {k: dense.get(k) for k in ("level", "pm", "n", "early_stop_iteration",
+    return {"dense": {k: dense.get(k) for k in ("level", "pm", "weights_remaining", "n", "early_stop_iteration",
                                                 "test_accuracy_at_early_stop", "final_test_accuracy")},
             "rows": rows, "families": families}
 
 
-def oneshot_summary(store: str | Path, experiment: str) -> dict | None:
-    """The summary of an experiment's one-shot runs (``lottery.oneshot``) against its dense network, or
-    None without one-shot runs. Their "level" is the pruned fraction."""
-    rows = rows_of(store, experiment)
+def oneshot_summary(rows: list[dict]) -> dict:
+    """The summary of an experiment's one-shot runs (``lottery.oneshot``) against its dense network, from
+    its ``rows_of``; their "level" is the pruned fraction."""
     oneshot = aggregate(rows, "oneshot")
     if not oneshot:
-        return None
+        name = rows[0]["experiment"] if rows else "the experiment"
+        raise TicketlabError(f"{name} has no one-shot runs (lottery.oneshot); ask for the levels' summary instead")
     dense = next((r for r in aggregate(rows) if r["family"] == "ticket" and r["level"] == 0), None)
     return {**summary(oneshot, dense), "axis": "fraction"}
+
+
+def sweep_summaries(store: str | Path, names: list[str]) -> list[dict | None]:
+    """``summary`` of each experiment of a sweep; None for a point whose dense network has not finished."""
+    summaries = []
+    for name in names:
+        try:
+            summaries.append(summary(level_table(store, name)))
+        except TicketlabError:
+            summaries.append(None)
+    return summaries
 
 
 def _ratio(a, b):
@@ -187,17 +199,16 @@ def format_summary(s: dict, rows: bool = True) -> str:
     d, axis = s["dense"], s.get("axis", "level")   # one-shot summaries list pruned fractions
     lines = [f"against the dense network (level 0, n={d['n']}): early stop {num(d['early_stop_iteration'], ',.0f')}, "
              f"test acc. at early stop {num(d['test_accuracy_at_early_stop'] and 100 * d['test_accuracy_at_early_stop'], '.2f')}%, "
-             f"final test {num(d['final_test_accuracy'] and 100 * d['final_test_accuracy'], '.2f')}%",
-             "speed-up: dense early stop / early stop; gain: test accuracy minus dense, in points; winning: early stop "
-             "no later and test acc. no lower than dense ([S1] §1); vs ticket: control's early stop / ticket's, "
-             "ticket minus control",
-             f"{'family':16s} {axis:>8s} {'Pm %':>7s} {'n':>3s} {'early stop':>10s} {'speed-up':>8s} {'test@es':>8s} "
-             f"{'gain':>6s} {'final':>7s} {'gain':>6s} {'winning':>7s} {'vs ticket':>9s} {'ahead':>6s}"]
+             f"final test {num(d['final_test_accuracy'] and 100 * d['final_test_accuracy'], '.2f')}%"]
     if any(r["family"] == "find" for r in s["rows"]):   # [S3]'s H_find / H_eval: say which network is "dense"
-        lines.insert(1, "dense = the level-0 IMP run (trained with `training`); at pruned levels the ticket is the separate "
-                        "`ticket` job (the `eval` hyperparameters, or mode=continue's reset) and `find` the IMP run")
-    if not rows:
-        lines = lines[:2] if lines[1].startswith("dense =") else lines[:1]
+        lines.append("dense = the level-0 IMP run (trained with `training`); at pruned levels the ticket is the separate "
+                     "`ticket` job (the `eval` hyperparameters, or mode=continue's reset) and `find` the IMP run")
+    if rows:
+        lines += ["speed-up: dense early stop / early stop; gain: test accuracy minus dense, in points; winning: early stop "
+                  "no later and test acc. no lower than dense ([S1] §1); vs ticket: control's early stop / ticket's, "
+                  "ticket minus control",
+                  f"{'family':16s} {axis:>8s} {'Pm %':>7s} {'n':>3s} {'early stop':>10s} {'speed-up':>8s} {'test@es':>8s} "
+                  f"{'gain':>6s} {'final':>7s} {'gain':>6s} {'winning':>7s} {'vs ticket':>9s} {'ahead':>6s}"]
     for r in s["rows"] if rows else []:
         test, final = r["test_accuracy_at_early_stop"], r["final_test_accuracy"]
         lines.append(f"{r['family']:16s} {r['level']!s:>8s} {r['pm']:7.2f} {r['n']:3d} {num(r['early_stop_iteration'], ',.0f'):>10s} "

@@ -60,7 +60,7 @@ def write_report(root: Path, out: Path, weights: bool = False) -> list[Path]:
     try:
         summaries = [lottery_tables.format_summary(lottery_tables.summary(level_table))]
         if "oneshot" in kinds:
-            summaries.append("one-shot " + lottery_tables.format_summary(lottery_tables.oneshot_summary(store, name)))
+            summaries.append("one-shot " + lottery_tables.format_summary(lottery_tables.oneshot_summary(tagged)))
         text("summary.txt", "\n\n".join(summaries))
     except TicketlabError as e:   # the dense network has not finished: say so instead of a table
         text("summary.txt", f"no summary yet: {e}")
