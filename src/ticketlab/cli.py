@@ -9,9 +9,16 @@ import sys
 from pathlib import Path
 
 from ticketlab import TicketlabError, mask_cli, report_cli, runtime
+from ticketlab.exec import ddp
 from ticketlab.analysis.tables import format_summary, format_table
 
 DEFAULT_STORE = "ticketlab-store"
+
+
+def _add_nproc(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="train every job data-parallel over N processes here (torchrun + DDP; with --device cuda "
+                        "one GPU each); the same command under torchrun joins several machines")
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -45,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--checkpoint-seconds", type=float, default=60.0,
                    help="save a resumable state at most this often (at evaluation points)")
+    _add_nproc(p)
     _add_common(p)
 
     p = sub.add_parser("lottery", help="iterative pruning over levels and trials, with controls")
@@ -65,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--estimate", action="store_true",
                    help="train nothing: time the model's step and evaluation here (on --device, one thread per "
                         "--workers process) and estimate the whole experiment's wall time from its planned jobs")
+    _add_nproc(p)
     _add_common(p)
 
     p = sub.add_parser("status", help="what lottery experiments have finished and what remains, without training")
@@ -116,9 +125,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
     runtime.tune_allocator()
     try:
+        if getattr(args, "nproc", 1) != 1 or ddp.launched():
+            return _data_parallel(args, argv)
         return int(COMMANDS[args.command](args) or 0)
     except TicketlabError as exc:
         print(f"ticketlab: error: {exc}", file=sys.stderr)
@@ -126,6 +138,22 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ticketlab: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+
+
+def _data_parallel(args, argv: list[str]) -> int:
+    """``--nproc N``: relaunch this command as N processes under torchrun. Inside torchrun: rank 0 runs the
+    command, the others join each training it starts (exec/ddp.py), and all leave together."""
+    if getattr(args, "workers", 1) > 1:
+        raise TicketlabError("--workers spreads trials over processes and --nproc one job over processes; use one")
+    if not ddp.launched():
+        return ddp.launch(argv, args.nproc)   # --nproc 0 or less: an error there
+    if args.command not in ("train", "lottery"):
+        raise TicketlabError(f"`ticketlab {args.command}` does not run data-parallel; only train and lottery do")
+
+    def leader(device: str) -> int:
+        args.device = device
+        return int(COMMANDS[args.command](args) or 0)
+    return ddp.run(leader, args.device, args.data_dir) or 0
 
 
 def cmd_models(args) -> None:

@@ -26,3 +26,13 @@ def tune_allocator() -> bool:
         return False   # not glibc (macOS, musl): nothing to tune
     return all(mallopt(param, value) == 1 for param, value in
                ((_M_MMAP_THRESHOLD, 32 << 20), (_M_TRIM_THRESHOLD, (1 << 31) - 1), (_M_TOP_PAD, 512 << 20)))
+
+
+def die_with_parent() -> bool:
+    """Have the kernel SIGKILL this process when its parent dies (Linux; True if applied), so that killing a
+    command kills the worker processes it started instead of leaving them training and holding job locks."""
+    import signal
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL) == 0   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return False   # not Linux: workers finish their current job before exiting

@@ -55,6 +55,7 @@ class Splits:
     info: DatasetInfo
     train_index: torch.Tensor | None = None
     val_index: torch.Tensor | None = None
+    spec: DataSpec | None = None   # what was loaded (data-parallel followers load the same)
 
 
 def load(spec: DataSpec, data_dir: str | Path | None = None, device: torch.device | str = "cpu",
@@ -94,7 +95,8 @@ def load(spec: DataSpec, data_dir: str | Path | None = None, device: torch.devic
         train_x=images(raw.train_x[train_index]), train_y=labels(raw.train_y[train_index]),
         val_x=images(raw.train_x[val_index]), val_y=labels(raw.train_y[val_index]),
         test_x=images(raw.test_x), test_y=labels(raw.test_y), info=info,
-        train_index=torch.from_numpy(train_index).to(device), val_index=torch.from_numpy(val_index).to(device))
+        train_index=torch.from_numpy(train_index).to(device), val_index=torch.from_numpy(val_index).to(device),
+        spec=spec)
 
 
 def split_indices(n_train: int, spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:

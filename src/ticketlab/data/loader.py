@@ -62,21 +62,28 @@ class BatchSampler:
         return f"BatchSampler(n={self.n}, batch_size={self.batch_size}, seed={self.seed})"
 
 
-def augment_batch(x: torch.Tensor, seed: int, step: int, fill: float = 0.0) -> torch.Tensor:
+def augment_batch(x: torch.Tensor, seed: int, step: int, fill: float = 0.0, part: slice | None = None,
+                  batch: int | None = None) -> torch.Tensor:
     """Random crops and horizontal flips of a batch ``[N, C, H, W]``, as batched tensor ops.
 
     Each image is padded by 4 pixels of ``fill`` on every side, cropped back to ``H x W`` at a uniformly
     random offset (0..8 per axis) and flipped left-right with probability 1/2. On normalised inputs the
     default ``fill=0`` pads with the dataset's mean colour (torchvision's ``RandomCrop(32, padding=4)``
     before ``Normalize`` pads with black, i.e. ``fill=-mean/std`` per channel; the difference is small).
-    The draws come from a generator seeded by ``stable_seed("augment", seed, step)``.
+    The draws come from a generator seeded by ``stable_seed("augment", seed, step)``. ``x`` may be
+    ``part`` of a batch of ``batch`` images (a data-parallel rank's slice): it is augmented exactly as
+    those images are when the whole batch is.
     """
     if x.dim() != 4:
         raise TicketlabError(f"augment_batch expects images [N, C, H, W], got shape {tuple(x.shape)}")
     n, _, h, w = x.shape
+    whole = n if batch is None else batch
+    part = part or slice(0, whole)
+    if len(range(whole)[part]) != n:
+        raise TicketlabError(f"augment_batch: {n} images are not part {part} of a batch of {whole}")
     generator = torch.Generator().manual_seed(stable_seed("augment", seed, step))
-    offsets = torch.randint(0, 2 * _PAD + 1, (n, 2), generator=generator).to(x.device)
-    flips = (torch.rand(n, generator=generator) < 0.5).to(x.device)
+    offsets = torch.randint(0, 2 * _PAD + 1, (whole, 2), generator=generator)[part].to(x.device)
+    flips = (torch.rand(whole, generator=generator) < 0.5)[part].to(x.device)
 
     padded = torch.nn.functional.pad(x, (_PAD, _PAD, _PAD, _PAD), value=fill)
     rows = offsets[:, :1] + torch.arange(h, device=x.device)            # [N, H] rows of the padded image

@@ -28,9 +28,4 @@ def _worker_init() -> None:
     leaves no orphan holding job locks; rerunning resumes from the checkpoints."""
     torch.set_num_threads(1)
     runtime.tune_allocator()
-    try:
-        import ctypes
-        import signal
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # not Linux: workers finish their current trial before exiting
+    runtime.die_with_parent()

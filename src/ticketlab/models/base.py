@@ -22,12 +22,14 @@ class Model(nn.Module):
     """Base class: subclasses fill ``self.weight_infos`` (parameter name -> WeightInfo) in __init__.
 
     ``input_shape`` (C, H, W) and ``num_classes`` record what the model was built for, so callers
-    that need a dummy batch (SNIP, shape checks) do not have to carry them separately.
+    that need a dummy batch (SNIP, shape checks) do not have to carry them separately; ``spec``, by
+    what (data-parallel ranks build their replicas from it).
     """
 
     weight_infos: dict[str, WeightInfo]
     input_shape: tuple[int, ...]
     num_classes: int
+    spec = None        # the ModelSpec ``models.build`` made it from
 
     def weight_info(self) -> dict[str, WeightInfo]:
         """Every weight tensor by parameter name, in ``named_parameters`` order."""

@@ -87,6 +87,7 @@ def build(spec: ModelSpec, input_shape: tuple[int, ...] | None = None, num_class
     check_init(spec)
     model = _construct(spec, input_shape, num_classes)
     model.to_empty(device="cpu")
+    model.spec = spec   # what built it (data-parallel followers build the same)
     return initialize(model, spec)
 
 

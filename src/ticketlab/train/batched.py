@@ -49,6 +49,7 @@ import torch
 
 from ticketlab import TicketlabError
 from ticketlab.data import BatchSampler, Splits, augment_batch
+from ticketlab.exec import ddp
 from ticketlab.models import Model
 from ticketlab.models.lenet import Lenet
 from ticketlab.pruning import Mask
@@ -83,6 +84,10 @@ def choose_engine(models: list[Model], specs: list[TrainingSpec], device: torch.
     if engine not in ENGINES:
         raise TicketlabError(f"unknown engine {engine!r}; choose one of {ENGINES}")
     sequential = specs[0].precision == "fp16" and device.type == "cuda"   # loss scaling is per model
+    if ddp.world().size > 1:   # data-parallel ranks share one model's batches, not a stack of models
+        if engine not in ("auto", "sequential"):
+            raise TicketlabError(f"engine {engine!r} does not run data-parallel (--nproc); use the sequential engine")
+        return "sequential"
     if engine == "auto":
         return "sequential" if sequential or not isinstance(models[0], Lenet) else "mlp"
     if engine == "mlp" and not isinstance(models[0], Lenet):

@@ -125,6 +125,8 @@ def finish_job(job: Path, spec: TrainSpec, splits: Splits, model: models.Model, 
         "wall_seconds": result.wall_seconds,   # every process's time on it, across resumes
         "batch_models": result.batch_models,   # models that shared that time (batched engine)
     }
+    if result.world_size > 1:
+        summary["world_size"] = result.world_size   # data-parallel processes (exec/ddp.py)
     test_accuracy = dict(read_metrics(job / layout.METRICS).get("test/accuracy", []))
     summary.update({f"test_accuracy_at_{s}": test_accuracy[s] for s in report_steps if s in test_accuracy})
     if result.compile_seconds is not None:

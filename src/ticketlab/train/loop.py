@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from ticketlab.data import BatchSampler, Splits, augment_batch
+from ticketlab.exec import ddp
+from ticketlab import TicketlabError
 from ticketlab.pruning import Mask
 from ticketlab.spec import TrainingSpec
 from ticketlab.store import layout
@@ -35,6 +37,7 @@ class TrainResult:
     compile_seconds: float | None = None   # training.compile: wall time of the first (compiling) step
     wall_seconds: float = 0.0        # time spent training, summed over every process that trained this run
     batch_models: int = 1            # models trained side by side in that time (the batched engine's K)
+    world_size: int = 1              # data-parallel processes that trained it (exec/ddp.py)
 
 
 class _MaskedParams:
@@ -109,23 +112,28 @@ def eval_chunk(model: torch.nn.Module, example: torch.Tensor) -> int:
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int | None = None,
-             precision: str = "fp32") -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over (x, y), in chunks (default: ``eval_chunk``)."""
+             precision: str = "fp32", world: ddp.World = ddp.World()) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy over (x, y), in chunks (default: ``eval_chunk``); with a
+    ``world`` of several ranks (every one calling this), each evaluates its share and the sums are added."""
     if len(x) == 0:
         return float("nan"), float("nan")
+    n, part = len(x), world.shard(len(x))
+    x, y = x[part], y[part]
     batch_size = batch_size or eval_chunk(model, x)
     was_training = model.training
     model.eval()
-    loss = torch.zeros((), dtype=torch.float64, device=x.device)
-    correct = torch.zeros((), dtype=torch.int64, device=x.device)
+    sums = torch.zeros(2, dtype=torch.float64, device=x.device)   # loss, correct (exact in float64)
     with _autocast(precision, x.device):
         for i in range(0, len(x), batch_size):
             logits = model(x[i:i + batch_size]).float()
             target = y[i:i + batch_size]
-            loss += F.cross_entropy(logits, target, reduction="sum").double()
-            correct += (logits.argmax(1) == target).sum()
+            sums[0] += F.cross_entropy(logits, target, reduction="sum").double()
+            sums[1] += (logits.argmax(1) == target).sum()
     model.train(was_training)
-    return loss.item() / len(x), correct.item() / len(x)
+    if world.size > 1:
+        ddp.sum_(sums)
+    loss, correct = sums.tolist()
+    return loss / n, correct / n
 
 
 def train(model: torch.nn.Module, mask: Mask | None, splits: Splits, spec: TrainingSpec, *, job: Path | None = None,
@@ -141,7 +149,15 @@ def train(model: torch.nn.Module, mask: Mask | None, splits: Splits, spec: Train
     time counts every process that trained it (less what a kill threw away after the last checkpoint).
 
     ``start_step`` > 0 starts mid-schedule (weight rewinding to step k trains steps k..T with the
-    learning rate and data order of those steps, and a fresh optimizer)."""
+    learning rate and data order of those steps, and a fresh optimizer).
+
+    Under torchrun every rank calls this (exec/ddp.py: the leader with ``job``, the others without):
+    each trains on its slice of every batch and the gradients are averaged."""
+    world = ddp.world()
+    if world.size > 1:
+        ddp.check(spec, model)
+        if world.leader:
+            ddp.announce(model, mask, splits, spec, augment=augment, start_step=start_step)
     device = splits.train_x.device
     model.to(memory_format=memory_format(model, device))
     sampler = BatchSampler(len(splits.train_x), spec.batch_size, spec.data_seed, device=device)
@@ -164,13 +180,24 @@ def train(model: torch.nn.Module, mask: Mask | None, splits: Splits, spec: Train
     began, prior_seconds, timed = time.monotonic(), 0.0, True
 
     resume_path = job / layout.RESUME if job else None
-    if resume_path is not None and resume_path.exists():
-        state = load_torch(resume_path)
+    state = load_torch(resume_path) if resume_path is not None and resume_path.exists() else None
+    if world.size > 1:
+        state = ddp.share(state)   # the leader's resume point, on every rank
+        if state is None and not world.leader:
+            torch.manual_seed(ddp.follower_seed(spec.data_seed, world.rank))
+    if state is not None:
+        if ddp.has_batchnorm(model) and state.get("world_size", 1) != world.size:
+            raise TicketlabError(f"{resume_path or 'the resume point'} was saved by {state.get('world_size', 1)} "
+                                 f"process(es) and BatchNorm statistics depend on it: rerun with that --nproc, "
+                                 f"or delete the file to restart the job")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         tracker = EarlyStop(**state["tracker"])
         best_state = state["best_state"]
-        torch.set_rng_state(state["rng"])
+        ranks = state.get("rng_ranks") or []
+        torch.set_rng_state(ranks[world.rank] if len(ranks) == world.size else state["rng"])
+        if len(ranks) != world.size and not world.leader:
+            torch.manual_seed(ddp.follower_seed(spec.data_seed, world.rank) + state["step"])
         start = state["step"]
         # files written before the time was recorded: the summary counts this process only, none is logged
         prior_seconds, timed = state.get("wall_seconds", 0.0), "wall_seconds" in state
@@ -185,7 +212,7 @@ def train(model: torch.nn.Module, mask: Mask | None, splits: Splits, spec: Train
         for split, x, y in (("val", splits.val_x, splits.val_y), ("test", splits.test_x, splits.test_y)):
             if split == "test" and spec.test_eval == "reported" and step != total:
                 continue  # test only where it is reported: the last step, and the early-stop weights below
-            loss, acc = evaluate(model, x, y, chunk, spec.precision)
+            loss, acc = evaluate(model, x, y, chunk, spec.precision, world)
             result[f"{split}/loss"], result[f"{split}/accuracy"] = loss, acc
         return result
 
@@ -193,12 +220,19 @@ def train(model: torch.nn.Module, mask: Mask | None, splits: Splits, spec: Train
         return prior_seconds + time.monotonic() - began
 
     def save_resume(step: int) -> None:
+        ranks = ddp.rng_states() if world.size > 1 else None   # every rank takes part
         if resume_path is not None:
             save_torch(resume_path, {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                      "tracker": tracker.state(), "best_state": best_state, "rng": torch.get_rng_state(),
-                                     "wall_seconds": seconds()})
+                                     "wall_seconds": seconds(), "world_size": world.size,
+                                     **({"rng_ranks": ranks} if ranks else {})})
 
     forward, compile_seconds = (torch.compile(model) if spec.compile else model), None
+    if world.size > 1:
+        # broadcasts the leader's weights and buffers now, BN buffers before every forward pass
+        forward = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    part = world.shard(spec.batch_size)
     last_save = time.monotonic()
     step = start
     resumed_at = start if resumed else -1
@@ -209,6 +243,8 @@ def train(model: torch.nn.Module, mask: Mask | None, splits: Splits, spec: Train
         if (step % eval_every == 0 or step == total) and step != resumed_at:
             values = evaluate_all(step)
             if train_loss_count:
+                if world.size > 1:
+                    ddp.sum_(train_loss_sum).div_(world.size)   # the mean over the whole batches
                 values["train/batch_loss"] = (train_loss_sum / train_loss_count).item()
                 train_loss_sum.zero_()
                 train_loss_count = 0
@@ -221,7 +257,8 @@ def train(model: torch.nn.Module, mask: Mask | None, splits: Splits, spec: Train
             stopped = tracker.should_stop
             if step == total or stopped:
                 break
-            if step > start and time.monotonic() - last_save > checkpoint_seconds:
+            due = step > start and time.monotonic() - last_save > checkpoint_seconds
+            if ddp.agree(due) if world.size > 1 else due:
                 save_resume(step)
                 last_save = time.monotonic()
         if step in keep_steps and job is not None and not (job / layout.step_checkpoint(step)).exists():
@@ -230,10 +267,10 @@ def train(model: torch.nn.Module, mask: Mask | None, splits: Splits, spec: Train
         lr = schedule(step)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        idx = sampler.indices(step)
+        idx = sampler.indices(step)[part]
         x, y = splits.train_x[idx], splits.train_y[idx]
         if augment:
-            x = augment_batch(x, spec.data_seed, step)
+            x = augment_batch(x, spec.data_seed, step, part=part, batch=spec.batch_size)
         compiling = time.perf_counter()
         with _autocast(spec.precision, device):
             loss = F.cross_entropy(forward(x).float(), y)
@@ -264,18 +301,18 @@ def train(model: torch.nn.Module, mask: Mask | None, splits: Splits, spec: Train
     final = {k: v for k, v in values.items() if k.startswith(("val/", "test/"))}
     # Training accuracy on the full training split, at the end and at the early-stopping point
     # (PROTOCOL §4.2: the evaluation set is unspecified; we use the whole training split).
-    final["train/loss"], final["train/accuracy"] = evaluate(model, splits.train_x, splits.train_y, chunk, spec.precision)
+    final["train/loss"], final["train/accuracy"] = evaluate(model, splits.train_x, splits.train_y, chunk, spec.precision, world)
     if "test/accuracy" not in final:  # test_eval=reported and a patience stop before the last step
-        final["test/loss"], final["test/accuracy"] = evaluate(model, splits.test_x, splits.test_y, chunk, spec.precision)
+        final["test/loss"], final["test/accuracy"] = evaluate(model, splits.test_x, splits.test_y, chunk, spec.precision, world)
     at_best = dict(tracker.at_best)
     final_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     model.load_state_dict(best_state)
-    at_best["train/loss"], at_best["train/accuracy"] = evaluate(model, splits.train_x, splits.train_y, chunk, spec.precision)
+    at_best["train/loss"], at_best["train/accuracy"] = evaluate(model, splits.train_x, splits.train_y, chunk, spec.precision, world)
     if "test/accuracy" not in at_best:
-        at_best["test/loss"], at_best["test/accuracy"] = evaluate(model, splits.test_x, splits.test_y, chunk, spec.precision)
+        at_best["test/loss"], at_best["test/accuracy"] = evaluate(model, splits.test_x, splits.test_y, chunk, spec.precision, world)
     model.load_state_dict(final_state)
     if progress:
         progress.close()
     return TrainResult(iterations=step, early_stop_iteration=tracker.best_step, at_early_stop=at_best,
                        final=final, stopped_early=stopped, best_state=best_state, compile_seconds=compile_seconds,
-                       wall_seconds=seconds())
+                       wall_seconds=seconds(), world_size=world.size)
