@@ -138,6 +138,22 @@ def lottery(exp: LotteryExperimentSpec, store: str | Path, *, data_dir: str | No
     return experiment_folder(exp, store)
 
 
+def lottery_on_ray(experiments: list[LotteryExperimentSpec], store: str | Path, *, address: str | None = None,
+                   cpus: int | None = None, gpus_per_task: float = 0, data_dir: str | None = None,
+                   device: str = "cpu", checkpoint_seconds: float = 60.0, batch_models: int = 0,
+                   engine: str = "auto", sparse_below: float | None = None) -> list[Path]:
+    """Run (or resume) every trial of every experiment as a Ray task at once (``ticketlab.exec.ray``:
+    ``address`` joins a running cluster, None starts one here with ``cpus`` CPUs); their folders."""
+    from ticketlab.exec import ray
+    if address is None:   # a remote cluster's machines may have GPUs this one lacks
+        check_device(device)
+    tasks = [(exp, trial) for exp in experiments for trial in range(exp.lottery.trials)]
+    ray.run_trials(tasks, store, address=address, cpus=cpus, gpus_per_task=gpus_per_task, data_dir=data_dir,
+                   device=device, checkpoint_seconds=checkpoint_seconds, batch_models=batch_models, engine=engine,
+                   sparse_below=sparse_below)
+    return [experiment_folder(exp, store) for exp in experiments]
+
+
 def experiment_folder(exp: LotteryExperimentSpec, store: str | Path) -> Path:
     """Where ``exp`` lives (or will live) in the store: ``<store>/lottery-<hash>``."""
     from ticketlab.lottery.runner import experiment_name

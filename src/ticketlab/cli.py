@@ -58,7 +58,15 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("lottery", help="iterative pruning over levels and trials, with controls")
     p.add_argument("--preset", default=None, help="a preset from `ticketlab presets`")
     p.add_argument("--model", default=None, help="default: the preset's model, else lenet")
-    p.add_argument("--workers", type=int, default=1, help="processes to spread the trials over (one thread each)")
+    p.add_argument("--workers", type=int, default=1, help="processes to spread the trials over (one thread each); "
+                   "with --executor ray and no --ray-address, the CPUs of the Ray cluster started here (default: all)")
+    p.add_argument("--executor", default="local", choices=["local", "ray"],
+                   help="local: trials over --workers processes here; ray: every trial of every experiment as a "
+                        "Ray task, on the cluster at --ray-address or on one started here")
+    p.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                   help="join a running Ray cluster (auto, HOST:PORT); default: start one here for this command")
+    p.add_argument("--ray-gpus", type=float, default=None, metavar="G",
+                   help="GPUs per Ray task (default: 1 with --device cuda, else 0)")
     p.add_argument("--engine", default="auto", choices=["auto", "sequential"],
                    help="auto: the batched engine (Lenet stacked); sequential: every job through the single loop in turn")
     p.add_argument("--batch-models", type=int, default=0, metavar="K",
@@ -143,8 +151,9 @@ def main(argv: list[str] | None = None) -> int:
 def _data_parallel(args, argv: list[str]) -> int:
     """``--nproc N``: relaunch this command as N processes under torchrun. Inside torchrun: rank 0 runs the
     command, the others join each training it starts (exec/ddp.py), and all leave together."""
-    if getattr(args, "workers", 1) > 1:
-        raise TicketlabError("--workers spreads trials over processes and --nproc one job over processes; use one")
+    if getattr(args, "workers", 1) > 1 or getattr(args, "executor", "local") != "local":
+        raise TicketlabError("--workers / --executor spread trials over processes and --nproc one job over "
+                             "processes; use one")
     if not ddp.launched():
         return ddp.launch(argv, args.nproc)   # --nproc 0 or less: an error there
     if args.command not in ("train", "lottery"):
@@ -227,13 +236,23 @@ def cmd_lottery(args) -> None:
         if len(reports) > 1:
             print(f"all {len(reports)} experiments: about {status.duration(sum(r['seconds'] for r in reports))}")
         return
-    for exp in experiments:
-        if api.experiment_folder(exp, args.store).exists():   # a rerun: what is done and the time left, first
-            from ticketlab.lottery import status
-            print("resuming " + status.format_status(api.lottery_status(exp, args.store)), flush=True)
-        root = api.lottery(exp, args.store, data_dir=args.data_dir, device=args.device, workers=args.workers,
+    on_ray = args.executor == "ray"
+    if on_ray:   # every trial of every point at once, then the same report per experiment
+        gpus = args.ray_gpus if args.ray_gpus is not None else float(args.device.startswith("cuda"))
+        api.lottery_on_ray(experiments, args.store, address=args.ray_address, cpus=args.workers if args.workers > 1 else None,
+                           gpus_per_task=gpus, data_dir=args.data_dir, device=args.device,
                            checkpoint_seconds=args.checkpoint_seconds, batch_models=args.batch_models,
                            engine=args.engine, sparse_below=args.sparse_below)
+    for exp in experiments:
+        if on_ray:
+            root = api.experiment_folder(exp, args.store)
+        else:
+            if api.experiment_folder(exp, args.store).exists():   # a rerun: what is done and the time left, first
+                from ticketlab.lottery import status
+                print("resuming " + status.format_status(api.lottery_status(exp, args.store)), flush=True)
+            root = api.lottery(exp, args.store, data_dir=args.data_dir, device=args.device, workers=args.workers,
+                               checkpoint_seconds=args.checkpoint_seconds, batch_models=args.batch_models,
+                               engine=args.engine, sparse_below=args.sparse_below)
         print(f"experiment {root.name} ({root})")
         table = lottery_tables.level_table(args.store, root.name)
         print(lottery_tables.format_levels(table))
