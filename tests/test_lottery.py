@@ -126,6 +126,18 @@ def test_eval_hyperparameters_train_tickets_and_controls(tmp_path):
     for branch in ("ticket", "reinit_0"):
         assert load_json(job(root, 1, branch) / layout.SPEC)["spec"]["training"]["lr"] == 0.003
     assert load_json(job(root, 1) / layout.SPEC)["spec"]["training"]["lr"] == 0.0012
+    # level 0 too: the dense network trained with H_eval from theta_0 is [S3]'s 0%-pruned point and the
+    # summary's "dense"; the level-0 IMP run (H_find) is the 'find' family
+    assert load_json(job(root, 0, "ticket") / layout.SPEC)["spec"]["training"]["lr"] == 0.003
+    assert all(torch.equal(a, b) for a, b in zip(state(job(root, 0, "ticket") / layout.INIT).values(),
+                                                 state(job(root, 0) / layout.INIT).values()))
+    from ticketlab.analysis import lottery_tables
+    summary = lottery_tables.summary(lottery_tables.level_table(tmp_path, root.name))
+    [dense] = api.results(tmp_path, {"level": 0, "branch": "ticket"})
+    assert summary["dense"]["test_accuracy_at_early_stop"] == dense["test_accuracy_at_early_stop"]
+    assert {(r["family"], r["level"]) for r in summary["rows"]} >= {("find", 0), ("find", 1), ("ticket", 0), ("ticket", 1)}
+    assert "level-0 `ticket` job" in lottery_tables.format_summary(summary)
+    assert api.lottery_status(exp, tmp_path)["counts"]["done"] == 5   # main, ticket x 2 levels + a reinit
 
 
 def test_oneshot(tmp_path):

@@ -32,7 +32,7 @@ def reset_run(tmp_path_factory):
 def test_a_real_run_passes_every_check(reset_run):
     report = verify_experiment(reset_run)
     assert report.ok, report.failures
-    assert report.jobs == 1 + 2 * 6  # main; per level: ticket, reinit, 2 random masks, dm_reinit, main
+    assert report.jobs == 2 + 2 * 6  # level 0: main and the eval-trained ticket; per level: ticket, reinit, 2 random masks, dm_reinit, main
     for check in ("nested", "schedule", "pruned_from", "start", "random_counts"):
         assert report.checked[check] >= 2, check
     assert report.checked["job_mask"] == 2 * 3           # main, ticket, reinit_0 at levels 1-2

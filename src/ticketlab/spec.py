@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields, replace
@@ -157,6 +158,9 @@ class LotterySpec:
     # [S4] LTH_flip (PROTOCOL 1.17): IMP on the complement of a level's ticket, from the same theta_0
     flip_levels: tuple[int, ...] = ()  # flip the ticket masks of these levels ([S4]: 7 and 8)
     flip_rounds: int = 8             # IMP rounds on the complement after the flip ([S4]: 9 prune iterations in all)
+    # [S3] LPR-constrained masks (PROTOCOL 1.20): every level keeps, per layer, as many weights as this
+    # experiment of the same store (lottery-<hash>) keeps at that trial and level; magnitude within layers
+    lpr_from: str = ""
 
     def __post_init__(self):
         _check(self.levels >= 0, "lottery.levels must be >= 0")
@@ -180,6 +184,8 @@ class LotterySpec:
         _check(self.flip_rounds >= 0, "lottery.flip_rounds must be >= 0")
         if self.mode != "rewind":
             _check(self.rewind.amount == 0, "lottery.rewind applies to lottery.mode=rewind only")
+        _check(not self.lpr_from or re.fullmatch(r"lottery-[0-9a-f]{16}", self.lpr_from) is not None,
+               f"lottery.lpr_from names an experiment of the store, lottery-<16 hex digits>; got {self.lpr_from!r}")
 
 
 @dataclass(frozen=True)

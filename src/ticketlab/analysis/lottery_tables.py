@@ -200,7 +200,10 @@ def format_summary(s: dict, rows: bool = True) -> str:
     lines = [f"against the dense network (level 0, n={d['n']}): early stop {num(d['early_stop_iteration'], ',.0f')}, "
              f"test acc. at early stop {num(d['test_accuracy_at_early_stop'] and 100 * d['test_accuracy_at_early_stop'], '.2f')}%, "
              f"final test {num(d['final_test_accuracy'] and 100 * d['final_test_accuracy'], '.2f')}%"]
-    if any(r["family"] == "find" for r in s["rows"]):   # [S3]'s H_find / H_eval: say which network is "dense"
+    if any(r["family"] == "find" and r["level"] == 0 for r in s["rows"]):   # [S3]'s H_find / H_eval
+        lines.append("dense = the level-0 `ticket` job, trained with the `eval` hyperparameters like every ticket; "
+                     "`find` is the IMP run (trained with `training`) whose weights give the masks")
+    elif any(r["family"] == "find" for r in s["rows"]):   # say which network is "dense"
         lines.append("dense = the level-0 IMP run (trained with `training`); at pruned levels the ticket is the separate "
                      "`ticket` job (the `eval` hyperparameters, or mode=continue's reset) and `find` the IMP run")
     if rows:

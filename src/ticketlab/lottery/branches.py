@@ -150,6 +150,13 @@ def needs_ticket(exp: LotteryExperimentSpec) -> bool:
     return exp.lottery.mode == "continue" or (exp.eval is not None and exp.eval != exp.training)
 
 
+def ticket_levels_start(exp: LotteryExperimentSpec) -> int:
+    """The first level with a 'ticket' branch (when ``needs_ticket``): 0 when the tickets train with other
+    hyperparameters than the IMP runs, so that the dense network is also trained with them ([S3]: the
+    0%-pruned point of an H_eval curve); 1 otherwise (mode=continue: level 0's IMP run is the dense network)."""
+    return 0 if exp.eval is not None and exp.eval != exp.training else 1
+
+
 def at_init_names(exp: LotteryExperimentSpec, level: int) -> list[str]:
     """Names of the pruning-at-initialisation branches of a level (0: a one-shot context, all of them)."""
     lot, names = exp.lottery, []

@@ -28,9 +28,10 @@ from typing import Iterator, NamedTuple
 
 from ticketlab import TicketlabError, models
 from ticketlab.data import Splits
-from ticketlab.lottery.branches import Branch, LevelContext, at_init, controls, needs_ticket
+from ticketlab.lottery.branches import Branch, LevelContext, at_init, controls, needs_ticket, ticket_levels_start
 from ticketlab.models.init import layer_init_std
 from ticketlab.pruning import Mask, prune
+from ticketlab.pruning.magnitude import prune_to_counts
 from ticketlab.spec import LotteryExperimentSpec, PruningSpec, spec_hash, to_dict
 from ticketlab.steps import Step
 from ticketlab.store import layout
@@ -117,7 +118,8 @@ class Lottery:
         for level in range(lot.levels + 1):
             ldir = layout.level_dir(tdir, level)
             if level > 0:
-                mask = self._mask_for(ldir, layout.level_dir(tdir, level - 1) / "main", mask, exp.pruning)
+                mask = self._mask_for(ldir, layout.level_dir(tdir, level - 1) / "main", mask, exp.pruning,
+                                      counts=self._lpr_counts(trial, level))
                 schedule.append(mask)
             theta0 = load_torch(level0 / layout.INIT) if level > 0 else None
             if level in lot.flip_levels:
@@ -126,7 +128,7 @@ class Lottery:
             yield [Item(ldir, main, trial, level), *pending]
             theta0 = theta0 if theta0 is not None else load_torch(level0 / layout.INIT)
             branches = []
-            if level > 0 and self.needs_ticket_branch:
+            if self.needs_ticket_branch and level >= ticket_levels_start(exp):
                 start, state = self._ticket_start(level0, theta0)
                 branches.append(Branch("ticket", exp.train_spec(trial, exp.evaluation), mask, state, start))
             context = self._context(trial, level, mask, theta0, exp.pruning, level, schedule)
@@ -189,20 +191,43 @@ class Lottery:
         return items
 
     # ------------------------------------------------------------------ helpers
+    def _shapes(self) -> dict[str, tuple]:
+        full = self._full_mask()
+        return {n: tuple(full[n].shape) for n in full}
+
     def _full_mask(self) -> Mask:
         model = models.build(self.exp.model, self.splits.info.input_shape, self.splits.info.num_classes)
         return Mask.ones({n: p.shape for n, p in model.prunable_weights().items()})
 
-    def _mask_for(self, ldir: Path, source_job: Path, previous: Mask, pspec: PruningSpec) -> Mask:
-        """The mask stored in ``ldir``, or pruned from ``source_job``'s weights and saved first."""
+    def _mask_for(self, ldir: Path, source_job: Path, previous: Mask, pspec: PruningSpec,
+                  counts: dict[str, int] | None = None) -> Mask:
+        """The mask stored in ``ldir``, or pruned from ``source_job``'s weights and saved first (to the
+        per-layer ``counts`` when given, by magnitude within each layer)."""
         path = ldir / layout.MASK
         if path.exists():
             return Mask.load(path)
         source = layout.BEST if self.exp.lottery.mask_source == "best" else layout.FINAL
         weights = load_torch(source_job / source)
-        mask = prune(pspec, {n: weights[n] for n in previous}, previous, self.infos)
+        if counts is not None:
+            mask = prune_to_counts({n: weights[n] for n in previous}, previous, counts)
+        else:
+            mask = prune(pspec, {n: weights[n] for n in previous}, previous, self.infos)
         mask.save(path)
         return mask
+
+    def _lpr_counts(self, trial: int, level: int) -> dict[str, int] | None:
+        """lottery.lpr_from: the per-layer counts of that experiment's mask at this trial and level."""
+        source = self.exp.lottery.lpr_from
+        if not source:
+            return None
+        path = layout.level_dir(layout.trial_dir(self.store / source, trial), level) / layout.MASK
+        if not path.exists():
+            raise TicketlabError(f"lottery.lpr_from={source}: {path} does not exist; run that experiment to "
+                                 f"trial {trial}, level {level} first (same --store), or lower lottery.levels")
+        reference = Mask.load(path)
+        if {n: tuple(reference[n].shape) for n in reference} != self._shapes():
+            raise TicketlabError(f"lottery.lpr_from={source} is a different network (mask shapes differ)")
+        return reference.layer_counts()
 
     def _context(self, trial: int, level: int, mask: Mask, theta0: dict, pspec: PruningSpec, rounds: int,
                  schedule: list[Mask]) -> LevelContext:

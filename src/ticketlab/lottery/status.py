@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ticketlab import TicketlabError
-from ticketlab.lottery.branches import at_init_names, control_names, needs_ticket
+from ticketlab.lottery.branches import at_init_names, control_names, needs_ticket, ticket_levels_start
 from ticketlab.spec import LotteryExperimentSpec, from_dict
 from ticketlab.steps import Step
 from ticketlab.store import layout
@@ -44,8 +44,8 @@ def planned_jobs(exp: LotteryExperimentSpec) -> list[PlannedJob]:
         tdir = f"trial_{trial}"
         for level in range(lot.levels + 1):
             names = ["main"]
+            names += ["ticket"] if ticket and level >= ticket_levels_start(exp) else []
             if level > 0:
-                names += ["ticket"] if ticket else []
                 if not lot.control_levels or level in lot.control_levels:
                     names += control_names(exp)
                 names += at_init_names(exp, level)

@@ -5,7 +5,8 @@ the fact (days of training, several sessions, kills and resumes in between). Eac
 the papers' definitions, not from the runner's code, and reads only the store:
 
     nested         level k's mask keeps a subset of level k-1's
-    schedule       each level keeps exactly the counts `ticketlab schedule` predicts
+    schedule       each level keeps exactly the counts `ticketlab schedule` predicts (with lottery.lpr_from:
+                   the per-layer counts of that experiment's mask at the same trial and level)
     pruned_from    level k's mask is what pruning level k-1's trained weights gives (recomputed)
     job_mask       the IMP job, the 'ticket' branch and the reinits train under their level's mask
     random_counts  random-sparsity controls keep the ticket's per-layer counts (preserve_lpr / per_layer)
@@ -37,6 +38,7 @@ from ticketlab import TicketlabError, models
 from ticketlab.data import registry
 from ticketlab.lottery.status import planned_jobs
 from ticketlab.pruning import Mask, prune, schedule
+from ticketlab.pruning.magnitude import prune_to_counts
 from ticketlab.spec import LotteryExperimentSpec, ModelSpec, from_dict
 from ticketlab.steps import Step
 from ticketlab.store import layout
@@ -183,18 +185,24 @@ def _check_chain(report: Verification, files: _Files, exp: LotteryExperimentSpec
     rewind = _rewind_state(files, exp, level0) if lot.mode == "rewind" else None   # read once per trial
     for level in range(1, lot.levels + 1):
         ldir = layout.level_dir(tdir, level)
-        mask = _check_level_mask(report, files, exp, infos, ldir, layout.level_dir(tdir, level - 1), previous)
+        target = _lpr_target(files, tdir, lot.lpr_from, level) if lot.lpr_from else None
+        mask = _check_level_mask(report, files, exp, infos, ldir, layout.level_dir(tdir, level - 1), previous, target)
         if mask is None:
             break
         where = ldir / layout.MASK
         row = predicted[level]
-        layers = {n: c for n, c in row["layers"].items() if c is not None and n in mask}
         counts = mask.layer_counts()
-        wrong = {n: (counts[n], c) for n, c in layers.items() if counts[n] != c}
-        pool = row.get("pool_remaining")
-        pooled = sum(counts[n] for n, c in row["layers"].items() if c is None and n in counts)
-        report.expect("schedule", not wrong and (pool is None or pooled == pool), where,
-                      f"kept (have, predicted) {wrong}" + (f", pool {pooled} vs {pool}" if pool is not None else ""))
+        if lot.lpr_from:
+            wrong = {n: (counts[n], c) for n, c in (target or {}).items() if counts.get(n) != c}
+            report.expect("schedule", target is not None and not wrong, where,
+                          f"kept (have, {lot.lpr_from}'s) {wrong}" if target else f"{lot.lpr_from} has no mask here")
+        else:
+            layers = {n: c for n, c in row["layers"].items() if c is not None and n in mask}
+            wrong = {n: (counts[n], c) for n, c in layers.items() if counts[n] != c}
+            pool = row.get("pool_remaining")
+            pooled = sum(counts[n] for n, c in row["layers"].items() if c is None and n in counts)
+            report.expect("schedule", not wrong and (pool is None or pooled == pool), where,
+                          f"kept (have, predicted) {wrong}" + (f", pool {pooled} vs {pool}" if pool is not None else ""))
         for branch in ["ticket", *(f"reinit_{i}" for i in range(lot.reinits))]:
             _check_job_mask(report, files, ldir / branch, mask, where)
         for random_job in sorted(ldir.glob("random_*")):
@@ -210,10 +218,17 @@ def _check_chain(report: Verification, files: _Files, exp: LotteryExperimentSpec
         _check_flip_chain(report, files, exp, tdir, source, infos, theta0)
 
 
+def _lpr_target(files: _Files, tdir: Path, source: str, level: int) -> dict[str, int] | None:
+    """lottery.lpr_from: the per-layer counts of that experiment's mask at this trial and level (None: absent)."""
+    path = layout.level_dir(tdir.parent.parent / source / tdir.name, level) / layout.MASK
+    mask = files.mask(path) if path.exists() else None
+    return mask.layer_counts() if mask is not None else None
+
+
 def _check_level_mask(report: Verification, files: _Files, exp: LotteryExperimentSpec, infos: dict, ldir: Path,
-                      previous_dir: Path, previous: Mask | None) -> Mask | None:
+                      previous_dir: Path, previous: Mask | None, counts: dict[str, int] | None = None) -> Mask | None:
     """Level ``ldir``'s mask (None when it does not exist yet): nested in ``previous``, recomputed by pruning
-    the previous level's IMP job, and the one its IMP job trained under."""
+    the previous level's IMP job (to the per-layer ``counts`` when given), and the one its IMP job trained under."""
     if previous is None or not (ldir / layout.MASK).exists() or (mask := files.mask(ldir / layout.MASK)) is None:
         return None
     where = ldir / layout.MASK
@@ -221,7 +236,9 @@ def _check_level_mask(report: Verification, files: _Files, exp: LotteryExperimen
     source = previous_dir / "main" / (layout.BEST if exp.lottery.mask_source == "best" else layout.FINAL)
     weights = files.state(source) if source.exists() else None
     if weights is not None:
-        again = prune(exp.pruning, {n: weights[n] for n in previous}, previous, infos)
+        survivors = {n: weights[n] for n in previous}
+        again = (prune_to_counts(survivors, previous, counts) if counts is not None else
+                 prune(exp.pruning, survivors, previous, infos))
         report.expect("pruned_from", again.equals(mask), where, f"differs from pruning {source}")
     _check_job_mask(report, files, ldir / "main", mask, where)
     return mask

@@ -30,3 +30,22 @@ def prune(spec: PruningSpec, weights: Mapping[str, torch.Tensor], mask: Mask,
         raise TicketlabError(f"weights of {bad} are NaN or infinite (training diverged); "
                              "lower the learning rate or check the run before pruning")
     return prune_round(spec, mask, infos, scores)
+
+
+def prune_to_counts(weights: Mapping[str, torch.Tensor], mask: Mask, counts: Mapping[str, int]) -> Mask:
+    """Within each layer, keep the ``counts[layer]`` surviving weights of largest |w| ([S3]'s
+    LPR-constrained masks, PROTOCOL 1.20: another mask's layer-wise pruning ratio, this run's weights)."""
+    if set(counts) != set(mask):
+        raise TicketlabError(f"prune_to_counts: counts for {sorted(counts)}, mask over {sorted(mask)}")
+    have = mask.layer_counts()
+    grow = {n: (counts[n], have[n]) for n in mask if not 0 <= counts[n] <= have[n]}
+    if grow:
+        raise TicketlabError(f"prune_to_counts: target counts outside 0..survivors for {grow} (target, survivors); "
+                             "a pruned weight is never revived")
+    for name in mask:
+        score = weights[name].detach().abs()
+        if not bool(torch.isfinite(score).all()):
+            raise TicketlabError(f"weights of {name} are NaN or infinite (training diverged); "
+                                 "lower the learning rate or check the run before pruning")
+        mask = mask.drop_lowest({name: score}, have[name] - counts[name])
+    return mask
