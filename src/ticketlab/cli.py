@@ -196,7 +196,9 @@ def cmd_schedule(args) -> None:
     if args.json:
         print(json.dumps(levels, indent=2))
     else:
-        print(format_table([{**lv, "pm": round(lv["pm"], 2)} for lv in levels], ["level", "weights_remaining", "pm"]))
+        print(format_table([{**lv, "pm": "?" if lv["pm"] is None else round(lv["pm"], 2),
+                             "weights_remaining": "?" if lv["weights_remaining"] is None else lv["weights_remaining"]}
+                            for lv in levels], ["level", "weights_remaining", "pm"]))
 
 
 def cmd_train(args) -> None:

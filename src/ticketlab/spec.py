@@ -108,6 +108,7 @@ class PruningSpec:
     output_rate: float = -1.0        # < 0: half of fc_rate ([S1])
     global_rate: float = 0.2
     global_types: tuple[str, ...] = ("conv", "fc", "output")  # which prunable tensors enter the global pool
+    structure_norm: str = "l1"       # strategy=structured: a unit's score, the 'l1' or 'l2' norm of its weights
 
     def __post_init__(self):
         _check(self.scope in ("layer", "global"), f"pruning.scope must be 'layer' or 'global', got {self.scope!r}")
@@ -117,6 +118,7 @@ class PruningSpec:
         _check(self.output_rate < 1.0, f"pruning.output_rate must be < 1 (negative = half of fc_rate), got {self.output_rate}")
         bad = set(self.global_types) - {"conv", "fc", "output"}
         _check(not bad, f"pruning.global_types may hold only conv, fc, output; got {sorted(bad)}")
+        _check(self.structure_norm in ("l1", "l2"), f"pruning.structure_norm must be 'l1' or 'l2', got {self.structure_norm!r}")
 
     def rate_for(self, kind: str) -> float:
         """The per-round rate of a layer of this kind ('conv', 'fc' or 'output') under scope='layer'."""

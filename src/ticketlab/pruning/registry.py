@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Callable, Mapping
 import torch
 
 from ticketlab import TicketlabError
-from ticketlab.pruning import magnitude, random
+from ticketlab.pruning import magnitude, random, structured
 from ticketlab.pruning.mask import Mask
 from ticketlab.spec import PruningSpec
 
@@ -20,6 +20,7 @@ Strategy = Callable[..., Mask]
 STRATEGIES: dict[str, Strategy] = {
     "magnitude": magnitude.prune,
     "random": random.prune,
+    "structured": structured.prune,   # whole filters / neurons ([S3] Fig 5)
 }
 
 

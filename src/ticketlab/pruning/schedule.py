@@ -60,8 +60,12 @@ def schedule(shapes: Mapping[str, Sequence[int]], infos: Mapping[str, WeightInfo
     Under scope='layer' every layer's count is exact. Under scope='global' only the pool's total
     is fixed by the rule (how it splits over layers depends on the weights), so pooled layers
     read ``None`` and the row adds ``"pool_remaining"``. Shapes of non-weights (biases, BN)
-    are ignored.
+    are ignored. Under strategy='structured' whole units (dim 0) go, so a layer keeps its surviving
+    units times the unit's size (the output layer keeps all); pooled over layers, units differ in
+    size and only the weights decide, so those rows read ``None`` for the counts.
     """
+    if spec.strategy == "structured":
+        return _structured_schedule(shapes, infos, spec, levels)
     missing = [n for n in infos if n not in shapes]
     if missing:
         raise TicketlabError(f"schedule: no shape given for weight tensors {missing}")
@@ -89,6 +93,29 @@ def schedule(shapes: Mapping[str, Sequence[int]], infos: Mapping[str, WeightInfo
                "layers": {n: (None if n in pooled else remaining[n]) for n in infos}}
         if spec.scope == "global":
             row["pool_remaining"] = pool_remaining
+        rows.append(row)
+    return rows
+
+
+def _structured_schedule(shapes: Mapping[str, Sequence[int]], infos: Mapping[str, WeightInfo],
+                         spec: PruningSpec, levels: int) -> list[dict]:
+    sizes = {n: _numel(shapes[n]) for n in infos}
+    total = sum(sizes.values())
+    units = {n: int(shapes[n][0]) for n in infos if infos[n].prunable and infos[n].kind != "output"}
+    pooled = set(units) if spec.scope == "global" else set()
+    pooled &= {n for n in units if infos[n].kind in spec.global_types}
+    rows = []
+    for level in range(levels + 1):
+        if level > 0 and spec.scope == "layer":
+            units = {n: u - removal_count(spec.rate_for(infos[n].kind), u) for n, u in units.items()}
+        unknown = level > 0 and bool(pooled)
+        layers = {n: None if unknown and n in pooled else
+                  (units[n] * (sizes[n] // int(shapes[n][0])) if n in units else sizes[n]) for n in infos}
+        kept = None if unknown else sum(layers.values())
+        row = {"level": level, "weights_remaining": kept, "pm": None if kept is None else 100.0 * kept / total,
+               "layers": layers}
+        if spec.scope == "global":
+            row["pool_remaining"] = None if unknown else sum(sizes[n] for n in pooled)
         rows.append(row)
     return rows
 
