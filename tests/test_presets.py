@@ -44,7 +44,9 @@ def runs_of(exp: LotteryExperimentSpec) -> int:
     control_levels = len([k for k in lot.control_levels if 1 <= k <= lot.levels]) if lot.control_levels else lot.levels
     at_init = sum(len(levels) if levels else lot.levels for on, levels in ((lot.snip, lot.snip_levels),
                   (lot.iterative_snip, lot.iterative_snip_levels)) if on)
-    per_trial = (lot.levels + 1 + (lot.levels if lot.mode == "continue" else 0) + control_levels * controls
+    decoupled = exp.eval is not None and exp.eval != exp.training   # a 'ticket' job at every level, 0 included
+    tickets = lot.levels + 1 if decoupled else lot.levels if lot.mode == "continue" else 0
+    per_trial = (lot.levels + 1 + tickets + control_levels * controls
                  + at_init + len(lot.flip_levels) * (lot.flip_rounds + 1)
                  + len(lot.oneshot) * (1 + controls + bool(lot.snip) + bool(lot.iterative_snip)))
     return lot.trials * per_trial
@@ -94,6 +96,8 @@ def test_preset_meta(name):
     assert all(isinstance(meta[k], str) and meta[k].strip() for k in META_KEYS if k not in ("figures", "runs"))
     if meta.get("paper") == "S4":   # the student report: its Figs 1-8 and Tables (T1-T7)
         assert meta["figures"] and all(re.fullmatch(r"[1-8]|T[1-7]", f) for f in meta["figures"])
+    elif meta.get("paper") == "S3":   # decoupled H_find / H_eval: Figs 1-9 and appendix figures A1-A17
+        assert meta["figures"] and all(re.fullmatch(r"[1-9]|A([1-9]|1[0-7])", f) for f in meta["figures"])
     else:
         assert meta["figures"] and all(re.fullmatch(r"([1-9]|[1-3][0-9]|4[0-5])[abc]?", f) for f in meta["figures"])
     assert meta["command"].startswith(f"ticketlab lottery --preset {name}")
