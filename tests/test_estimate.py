@@ -30,7 +30,7 @@ def test_counts_follow_the_plan():
 def test_find_and_eval_hyperparameters_are_counted_apart():
     exp = api.make_experiment("lenet", overrides={**QUICK, "eval.steps": "60it", "eval.eval_every": "20it"})
     find, evaluation = estimate.job_counts(exp)
-    assert find.jobs == 2 * 3 and evaluation.jobs == 2 * (2 + 2)   # IMP chain; tickets and reinits at levels 1-2
+    assert find.jobs == 2 * 3 and evaluation.jobs == 2 * (3 + 2)   # IMP chain; tickets at levels 0-2, reinits at 1-2
     assert (find.iterations, evaluation.iterations) == (40, 60)
 
 
