@@ -98,15 +98,16 @@ def start(device: str) -> torch.device:
 def run(leader: Callable[[str], Any], device: str = "cpu", data_dir: str | None = None) -> Any:
     """Inside torchrun: join the group, then rank 0 runs ``leader(its device)`` and returns its result while
     the other ranks join every training it starts (``follow``, their data from ``data_dir``) and return
-    None; everyone leaves the group together, also when the leader fails."""
+    None; everyone leaves the group together. A rank that fails raises without a last collective (the
+    others may be inside one): its exit makes torchrun stop the rest instead of leaving them waiting."""
     device = str(start(device))
-    try:
-        if not world().leader:
-            follow(data_dir, device)
-            return None
-        return leader(device)
-    finally:
+    if not world().leader:
+        follow(data_dir, device)
         finish()
+        return None
+    result = leader(device)
+    finish()
+    return result
 
 
 def finish() -> None:
