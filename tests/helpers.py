@@ -1,5 +1,9 @@
-"""Small pieces the training tests share: a quick Lenet spec on the synthetic set, random masks, and
-the optimizer settings every training path must get right."""
+"""Small pieces the training tests share: a quick Lenet spec on the synthetic set, random masks, the
+optimizer settings every training path must get right, and the CLI as a real subprocess."""
+
+import os
+import subprocess
+import sys
 
 import torch
 
@@ -30,3 +34,14 @@ def quick_spec(**extra):
 def random_mask(model, density=0.5, seed=0):
     g = torch.Generator().manual_seed(seed)
     return Mask.from_tensors({n: torch.rand(p.shape, generator=g) < density for n, p in model.prunable_weights().items()})
+
+
+def run_ticketlab(*argv, wait=True, new_session=False, **env):
+    """``python -m ticketlab argv`` with one thread (and ``env`` added): its CompletedProcess, or with
+    ``wait=False`` the running Popen (``new_session``: the leader of its own process group)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **env}
+    command = [sys.executable, "-m", "ticketlab", *argv]
+    if wait:
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=new_session)

@@ -4,8 +4,6 @@ in a lottery, and resume after a SIGKILL bit for bit."""
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,17 +17,10 @@ from ticketlab.store import layout
 from ticketlab.store.artifacts import load_json, load_torch, save_torch
 from ticketlab.train.job import build_model, run_job
 
+from helpers import run_ticketlab
+
 QUICK = ["--set", "data.dataset=synthetic", "--set", "data.val_size=200", "--set", "model.hidden=32,16",
          "--set", "training.eval_every=20it", "--set", "training.batch_size=30"]
-
-
-def ticketlab(*argv, wait=True):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "ticketlab", *argv]
-    if wait:
-        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
 
 
 def only_job(store):
@@ -45,8 +36,8 @@ def test_two_processes_train_like_one_and_keep_pruned_weights_zero(tmp_path):
                       ).save(tmp_path / "mask.npz")
     args = [*QUICK, "--set", "training.steps=200it", "--set", "training.optimizer=adam",
             "--set", "training.weight_decay=0.01", "--mask", str(tmp_path / "mask.npz"), "--json"]
-    one = ticketlab("train", *args, "--store", str(tmp_path / "one"))
-    two = ticketlab("train", *args, "--store", str(tmp_path / "two"), "--nproc", "2")
+    one = run_ticketlab("train", *args, "--store", str(tmp_path / "one"))
+    two = run_ticketlab("train", *args, "--store", str(tmp_path / "two"), "--nproc", "2")
     assert one.returncode == 0 and two.returncode == 0, two.stderr[-3000:]
     a, b = load_json(only_job(tmp_path / "one") / layout.SUMMARY), load_json(only_job(tmp_path / "two") / layout.SUMMARY)
     assert b["world_size"] == 2 and "world_size" not in a
@@ -67,8 +58,8 @@ def test_two_processes_train_like_one_and_keep_pruned_weights_zero(tmp_path):
 def test_a_lottery_over_two_processes_finds_the_same_masks(tmp_path):
     args = ["lottery", *QUICK, "--set", "training.steps=200it", "--set", "lottery.levels=2",
             "--set", "lottery.reinits=1", "--engine", "sequential"]
-    one = ticketlab(*args, "--store", str(tmp_path / "one"))
-    two = ticketlab(*args, "--store", str(tmp_path / "two"), "--nproc", "2")
+    one = run_ticketlab(*args, "--store", str(tmp_path / "one"))
+    two = run_ticketlab(*args, "--store", str(tmp_path / "two"), "--nproc", "2")
     assert one.returncode == 0 and two.returncode == 0, two.stderr[-3000:]
     assert "[lottery" in two.stdout and two.stdout.count("level 2 main") == 1   # printed once, by rank 0
     rows_a, rows_b = api.results(tmp_path / "one"), api.results(tmp_path / "two")
@@ -82,10 +73,10 @@ def test_a_lottery_over_two_processes_finds_the_same_masks(tmp_path):
 def test_sigkill_and_resume_under_two_processes_is_bit_identical(tmp_path):
     args = ["train", *QUICK, "--set", "training.steps=800it", "--set", "training.eval_every=10it",
             "--set", "model.dropout=0.0", "--checkpoint-seconds", "0", "--nproc", "2"]
-    reference = ticketlab(*args, "--store", str(tmp_path / "ref"))
+    reference = run_ticketlab(*args, "--store", str(tmp_path / "ref"))
     assert reference.returncode == 0, reference.stderr[-3000:]
     store = tmp_path / "killed"
-    proc = ticketlab(*args, "--store", str(store), wait=False)
+    proc = run_ticketlab(*args, "--store", str(store), wait=False, new_session=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         resume = list(store.glob(f"train-*/{layout.RESUME}"))
@@ -100,7 +91,7 @@ def test_sigkill_and_resume_under_two_processes_is_bit_identical(tmp_path):
     assert not _processes_using(store), "a rank outlived the killed command"
     assert not list(store.glob(f"train-*/{layout.SUMMARY}")), "the kill came too late to test resuming"
     assert load_torch(only_job(store) / layout.RESUME)["world_size"] == 2
-    resumed = ticketlab(*args, "--store", str(store))
+    resumed = run_ticketlab(*args, "--store", str(store))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     ref, got = load_torch(only_job(tmp_path / "ref") / layout.FINAL), load_torch(only_job(store) / layout.FINAL)
     assert all(torch.equal(ref[k], got[k]) for k in ref)
@@ -120,13 +111,13 @@ def _processes_using(store) -> list[str]:
 
 
 def test_bad_data_parallel_requests_are_clear_errors(tmp_path):
-    odd = ticketlab("train", *QUICK, "--set", "training.steps=20it", "--set", "training.batch_size=31",
+    odd = run_ticketlab("train", *QUICK, "--set", "training.steps=20it", "--set", "training.batch_size=31",
                     "--nproc", "2", "--store", str(tmp_path))
     assert odd.returncode != 0 and "does not split over 2 processes" in odd.stderr
-    both = ticketlab("lottery", *QUICK, "--set", "lottery.trials=2", "--workers", "2", "--nproc", "2",
+    both = run_ticketlab("lottery", *QUICK, "--set", "lottery.trials=2", "--workers", "2", "--nproc", "2",
                      "--store", str(tmp_path))
     assert both.returncode != 0 and "use one" in both.stderr
-    none = ticketlab("train", *QUICK, "--nproc", "0", "--store", str(tmp_path))
+    none = run_ticketlab("train", *QUICK, "--nproc", "0", "--store", str(tmp_path))
     assert none.returncode == 2 and "--nproc takes the number of processes" in none.stderr
     assert not list(tmp_path.rglob(layout.SUMMARY))
 

@@ -1,10 +1,7 @@
 """The Ray executor (exec/ray.py) on a real Ray cluster started on this machine: every trial a task,
 the same store files and results as the local executor, failures reported, nothing left after a kill."""
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,6 +11,8 @@ from ticketlab import api
 from ticketlab.store import layout
 from ticketlab.store.artifacts import load_torch
 
+from helpers import run_ticketlab
+
 pytest.importorskip("ray")
 
 COMMAND = ["lottery", "--set", "data.dataset=synthetic", "--set", "data.val_size=200", "--set", "model.hidden=32,16",
@@ -21,21 +20,13 @@ COMMAND = ["lottery", "--set", "data.dataset=synthetic", "--set", "data.val_size
            "--set", "lottery.reinits=1", "--set", "lottery.trials=2", "--workers", "2"]
 
 
-def ticketlab(*argv, wait=True, **env_extra):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", **env_extra}
-    command = [sys.executable, "-m", "ticketlab", *argv]
-    if wait:
-        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
 def strip(rows):
     return [{k: v for k, v in r.items() if k not in ("path", "wall_seconds")} for r in rows]
 
 
 def test_trials_as_ray_tasks_give_the_local_executors_results(tmp_path):
-    local = ticketlab(*COMMAND, "--store", str(tmp_path / "local"))
-    on_ray = ticketlab(*COMMAND, "--executor", "ray", "--store", str(tmp_path / "ray"))
+    local = run_ticketlab(*COMMAND, "--store", str(tmp_path / "local"))
+    on_ray = run_ticketlab(*COMMAND, "--executor", "ray", "--store", str(tmp_path / "ray"))
     assert local.returncode == 0 and on_ray.returncode == 0, on_ray.stderr[-3000:]
     assert "_train_trial pid=" in on_ray.stdout + on_ray.stderr   # the chains ran in Ray's workers
     rows = api.results(tmp_path / "ray")
@@ -45,13 +36,13 @@ def test_trials_as_ray_tasks_give_the_local_executors_results(tmp_path):
         assert all((mine[k] == theirs[k]).all() for k in mine)
     tables = lambda out: out[out.index("experiment "):].replace(str(tmp_path / "ray"), "S").replace(str(tmp_path / "local"), "S")
     assert tables(on_ray.stdout) == tables(local.stdout)
-    again = ticketlab(*COMMAND, "--executor", "ray", "--store", str(tmp_path / "ray"))
+    again = run_ticketlab(*COMMAND, "--executor", "ray", "--store", str(tmp_path / "ray"))
     assert again.returncode == 0 and "[lottery" not in again.stdout + again.stderr   # nothing left to train
 
 
 def test_a_failing_task_is_one_clear_error(tmp_path):
     # no MNIST anywhere (an empty cache, offline): both tasks fail in Ray's workers, the command once
-    bad = ticketlab(*COMMAND, "--set", "data.dataset=mnist", "--data-dir", str(tmp_path / "nothing"),
+    bad = run_ticketlab(*COMMAND, "--set", "data.dataset=mnist", "--data-dir", str(tmp_path / "nothing"),
                     "--executor", "ray", "--store", str(tmp_path / "store"),
                     XDG_CACHE_HOME=str(tmp_path / "cache"), TICKETLAB_OFFLINE="1")
     assert bad.returncode == 2, bad.stderr[-3000:]
@@ -60,7 +51,7 @@ def test_a_failing_task_is_one_clear_error(tmp_path):
 
 def test_killing_the_command_ends_its_ray_tasks(tmp_path):
     store = tmp_path / "store"
-    proc = ticketlab(*COMMAND, "--set", "training.steps=20000it", "--executor", "ray", "--store", str(store), wait=False)
+    proc = run_ticketlab(*COMMAND, "--set", "training.steps=20000it", "--executor", "ray", "--store", str(store), wait=False)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(list(store.rglob(layout.METRICS))) < 2:
         time.sleep(0.1)

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from ticketlab import TicketlabError, mask_cli, report_cli, runtime
-from ticketlab.exec import ddp
 from ticketlab.analysis.tables import format_summary, format_table
+from ticketlab.exec import launched_by_torchrun
 
 DEFAULT_STORE = "ticketlab-store"
 
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     runtime.tune_allocator()
     try:
-        if getattr(args, "nproc", 1) != 1 or ddp.launched():
+        if getattr(args, "nproc", 1) != 1 or launched_by_torchrun():
             return _data_parallel(args, argv)
         return int(COMMANDS[args.command](args) or 0)
     except TicketlabError as exc:
@@ -154,7 +154,8 @@ def _data_parallel(args, argv: list[str]) -> int:
     if getattr(args, "workers", 1) > 1 or getattr(args, "executor", "local") != "local":
         raise TicketlabError("--workers / --executor spread trials over processes and --nproc one job over "
                              "processes; use one")
-    if not ddp.launched():
+    from ticketlab.exec import ddp   # imports torch: only here, not at every command's start-up
+    if not launched_by_torchrun():
         return ddp.launch(argv, args.nproc)   # --nproc 0 or less: an error there
     if args.command not in ("train", "lottery"):
         raise TicketlabError(f"`ticketlab {args.command}` does not run data-parallel; only train and lottery do")

@@ -59,11 +59,6 @@ def world() -> World:
     return World()
 
 
-def launched() -> bool:
-    """Whether torchrun started this process as one of several."""
-    return "LOCAL_RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
 def launch(argv: list[str], nproc: int) -> int:
     """Run ``ticketlab argv`` as ``nproc`` processes on this machine under torchrun; its exit code.
     Each process gets an equal share of the cores unless OMP_NUM_THREADS says otherwise."""

@@ -119,7 +119,7 @@ class Lottery:
             ldir = layout.level_dir(tdir, level)
             if level > 0:
                 mask = self._mask_for(ldir, layout.level_dir(tdir, level - 1) / "main", mask, exp.pruning,
-                                      counts=self._lpr_counts(trial, level))
+                                      counts=self._lpr_counts(trial, level, mask))
                 schedule.append(mask)
             theta0 = load_torch(level0 / layout.INIT) if level > 0 else None
             if level in lot.flip_levels:
@@ -191,10 +191,6 @@ class Lottery:
         return items
 
     # ------------------------------------------------------------------ helpers
-    def _shapes(self) -> dict[str, tuple]:
-        full = self._full_mask()
-        return {n: tuple(full[n].shape) for n in full}
-
     def _full_mask(self) -> Mask:
         model = models.build(self.exp.model, self.splits.info.input_shape, self.splits.info.num_classes)
         return Mask.ones({n: p.shape for n, p in model.prunable_weights().items()})
@@ -215,8 +211,9 @@ class Lottery:
         mask.save(path)
         return mask
 
-    def _lpr_counts(self, trial: int, level: int) -> dict[str, int] | None:
-        """lottery.lpr_from: the per-layer counts of that experiment's mask at this trial and level."""
+    def _lpr_counts(self, trial: int, level: int, previous: Mask) -> dict[str, int] | None:
+        """lottery.lpr_from: the per-layer counts of that experiment's mask at this trial and level, which
+        must cover the same tensors as this experiment's ``previous`` level."""
         source = self.exp.lottery.lpr_from
         if not source:
             return None
@@ -225,7 +222,7 @@ class Lottery:
             raise TicketlabError(f"lottery.lpr_from={source}: {path} does not exist; run that experiment to "
                                  f"trial {trial}, level {level} first (same --store), or lower lottery.levels")
         reference = Mask.load(path)
-        if {n: tuple(reference[n].shape) for n in reference} != self._shapes():
+        if {n: reference[n].shape for n in reference} != {n: previous[n].shape for n in previous}:
             raise TicketlabError(f"lottery.lpr_from={source} is a different network (mask shapes differ)")
         return reference.layer_counts()
 

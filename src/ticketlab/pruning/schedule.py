@@ -102,8 +102,7 @@ def _structured_schedule(shapes: Mapping[str, Sequence[int]], infos: Mapping[str
     sizes = {n: _numel(shapes[n]) for n in infos}
     total = sum(sizes.values())
     units = {n: int(shapes[n][0]) for n in infos if infos[n].prunable and infos[n].kind != "output"}
-    pooled = set(units) if spec.scope == "global" else set()
-    pooled &= {n for n in units if infos[n].kind in spec.global_types}
+    pooled = {n for n in units if infos[n].kind in spec.global_types} if spec.scope == "global" else set()
     rows = []
     for level in range(levels + 1):
         if level > 0 and spec.scope == "layer":
