@@ -96,6 +96,8 @@ def test_preset_meta(name):
     assert all(isinstance(meta[k], str) and meta[k].strip() for k in META_KEYS if k not in ("figures", "runs"))
     if meta.get("paper") == "S4":   # the student report: its Figs 1-8 and Tables (T1-T7)
         assert meta["figures"] and all(re.fullmatch(r"[1-8]|T[1-7]", f) for f in meta["figures"])
+    elif meta.get("paper") == "S0":   # the ResNet-50 / ImageNet results table
+        assert meta["figures"] == ["T1"]
     elif meta.get("paper") == "S3":   # decoupled H_find / H_eval: Figs 1-9 and appendix figures A1-A17
         assert meta["figures"] and all(re.fullmatch(r"[1-9]|A([1-9]|1[0-7])", f) for f in meta["figures"])
     else:
@@ -220,3 +222,24 @@ def test_s4_presets_reproduce_the_kept_columns(name, kept):
     assert [lv["weights_remaining"] for lv in levels[1:]] == kept
     assert exp.lottery.flip_levels == (7, 8) and exp.lottery.snip and exp.lottery.iterative_snip_levels == (7, 8, 9, 10)
     assert exp.training.patience == 4 and exp.training.eval_every.amount == 500
+
+
+def test_s0_preset_follows_the_resnet50_recipe():
+    """[S0]: 16K at constant lr 0.8, then per cycle 4,800 warmup + cosine over 48K from the 16K weights;
+    conv-only global pruning whose counts stay within A17's +-200 of the paper's table."""
+    from ticketlab.train.optim import Schedule
+    (exp,) = experiments("s0_resnet50_imagenet")
+    t, lot = exp.training, exp.lottery
+    assert (t.optimizer, t.lr, t.momentum, t.weight_decay, t.batch_size) == ("sgd", 0.8, 0.9, 1e-4, 2048)
+    assert (lot.mode, lot.rewind, lot.levels, lot.mask_source) == ("rewind", Step(16000), 18, "best")
+    lr = Schedule(t, 625, 64000)
+    assert lr(0) == lr(15999) == 0.8 and lr(16000) == 0 and lr(16000 + 4800) == pytest.approx(0.8) and lr(63999) < 1e-6
+    assert exp.data.eval_sets == ("imagenet_v2", "imagenet_r", "imagenet_a", "imagenet_sketch") and exp.data.augment
+    counts = describe(exp.model)
+    assert counts["prunable"] == counts["conv"] == 23_454_912   # FC and BN never pruned
+    paper = [23454912, 18764028, 15011282, 12009076, 9607294, 7685860, 6148710, 4918983, 3935188, 3148156,
+             2518532, 2014828, 1611863, 1289491, 1031592, 825273, 660219, 528175, 422542]
+    remaining = [counts["conv"]]
+    for _ in range(lot.levels):
+        remaining.append(remaining[-1] - pruning.removal_count(exp.pruning.global_rate, remaining[-1]))
+    assert all(0 <= p - r <= 200 for p, r in zip(paper, remaining)), [p - r for p, r in zip(paper, remaining)]

@@ -36,6 +36,24 @@ def test_pruned_weights_stay_exactly_zero(training):
         assert not torch.equal(params[name][m], before[name][m]), f"{name} did not train"
 
 
+@pytest.mark.parametrize("engine", ["single", "mlp"])
+def test_pruned_weights_stay_zero_when_training_diverges(engine):
+    from ticketlab.train.batched import train_batched
+    spec = quick_spec(**{"training.optimizer": "sgd", "training.lr": "1e30", "training.steps": "20it"})
+    splits = api.load_splits(spec.data)
+    models = [build_model(spec, splits) for _ in range(2 if engine == "mlp" else 1)]
+    mask = random_mask(models[0])
+    if engine == "single":
+        train(models[0], mask, splits, spec.training)
+    else:
+        train_batched(models, [mask, mask], splits, [spec.training] * 2, engine="mlp", sparse_below=0)
+    for model in models:
+        params = dict(model.named_parameters())
+        assert not all(torch.isfinite(params[n]).all() for n in mask), "the run was meant to diverge"
+        for name, m in mask.items():   # NaN * 0 is NaN: the mask must not be applied by a multiply
+            assert torch.all(params[name][~m] == 0), name
+
+
 def test_schedules():
     spec = TrainingSpec(lr=1.0, schedule="step", milestones=(Step(100), Step(2, "ep")), warmup=Step(50))
     s = Schedule(spec, iterations_per_epoch=100, total=300)

@@ -31,10 +31,14 @@ class DataSpec:
     train_subset: int = 0         # use only the first N training examples (0 = all), for quick runs
     augment: bool = False         # CIFAR pad-4 random crop + horizontal flip, as batched device ops
     allow_unofficial: bool = False  # load a copy whose md5 differs from the official files (labelled)
+    image_size: int = 0           # image folders (imagenet): side of the decoded crops (0 = the dataset's, 224)
+    eval_sets: tuple[str, ...] = ()  # image folders: shifted test sets reported beside test ([S0]: IN-V2/R/A/Sketch)
 
     def __post_init__(self):
         _check(self.val_size >= 0, "data.val_size must be >= 0")
         _check(self.train_subset >= 0, "data.train_subset must be >= 0 (0 = all)")
+        _check(self.image_size >= 0, "data.image_size must be >= 0 (0 = the dataset's own size)")
+        _check(len(set(self.eval_sets)) == len(self.eval_sets), f"data.eval_sets names a set twice: {self.eval_sets}")
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ class TrainingSpec:
     milestones: tuple[Step, ...] = ()      # for schedule='step'
     gamma: float = 0.1
     warmup: Step = Step(0, "it")           # linear warmup from 0, then the schedule
+    schedule_start: Step = Step(0, "it")   # constant lr before this step; warmup and schedule run after it ([S0])
     eval_every: Step = Step(100, "it")
     test_eval: str = "every"               # test set at 'every' evaluation, or only where 'reported' (end, early stop)
     patience: int = 0                      # >0: stop after this many evals without a better val accuracy ([S4])

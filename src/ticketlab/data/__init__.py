@@ -10,19 +10,21 @@ Where the files come from and how they are verified: ``sources.py`` (names and m
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ticketlab import TicketlabError
-from ticketlab.data import registry, sources, synthetic
+from ticketlab.data import imagefolder, registry, sources, synthetic
+from ticketlab.data.imagefolder import EvalSet, ImageFiles, TrainBatches
 from ticketlab.data.loader import BatchSampler, augment_batch, stable_seed
 from ticketlab.data.registry import DATASETS, DatasetDef
 from ticketlab.spec import DataSpec
 
-__all__ = ["load", "Splits", "DatasetInfo", "BatchSampler", "augment_batch", "stable_seed", "DATASETS",
+__all__ = ["load", "input_shape", "Splits", "ImageFiles", "EvalSet", "train_batches", "DatasetInfo", "BatchSampler", "augment_batch", "stable_seed", "DATASETS",
            "DatasetDef"]
 
 
@@ -56,6 +58,13 @@ class Splits:
     train_index: torch.Tensor | None = None
     val_index: torch.Tensor | None = None
     spec: DataSpec | None = None   # what was loaded (data-parallel followers load the same)
+    eval_sets: dict[str, EvalSet] = field(default_factory=dict)   # shifted test sets, reported beside test
+
+
+def input_shape(spec: DataSpec) -> tuple[int, ...]:
+    """(C, H, W) of the images ``spec`` loads: the dataset's own, or ``data.image_size`` square for image folders."""
+    shape = registry.get(spec.dataset).input_shape
+    return (shape[0], spec.image_size, spec.image_size) if spec.image_size else shape
 
 
 def load(spec: DataSpec, data_dir: str | Path | None = None, device: torch.device | str = "cpu",
@@ -69,6 +78,11 @@ def load(spec: DataSpec, data_dir: str | Path | None = None, device: torch.devic
     ``spec.allow_unofficial``, and are then labelled in ``info``.
     """
     d = registry.get(spec.dataset)
+    if d.format == "imagefolder":
+        return _load_folders(spec, d, data_dir, torch.device(device))
+    if spec.image_size or spec.eval_sets:
+        raise TicketlabError(f"data.image_size and data.eval_sets apply to image folders (data.dataset=imagenet), "
+                             f"not {spec.dataset}")
     if d.format == "synthetic":
         raw = synthetic.generate(d.input_shape, d.num_classes)
         source, unofficial = "generated in-process (ticketlab.data.synthetic)", []
@@ -116,3 +130,96 @@ def split_indices(n_train: int, spec: DataSpec) -> tuple[np.ndarray, np.ndarray]
                                  f"examples left after the validation split; lower it (0 = all)")
         train_index = train_index[:spec.train_subset]
     return train_index.astype(np.int64), val_index.astype(np.int64)
+
+
+def train_batches(splits: Splits, sampler: BatchSampler, seed: int, augment: bool, part: slice, batch: int,
+                  total: int):
+    """``fetch(step) -> (x, y)``: the training batch of ``step`` (this rank's ``part`` of a batch of ``batch``).
+
+    Tensor splits are index slices (augmented by ``augment_batch``); image folders decode ahead of the
+    loop (``imagefolder.TrainBatches``, random resized crops when ``augment``)."""
+    if isinstance(splits.train_x, ImageFiles):
+        stream = TrainBatches(splits.train_x, sampler, seed, augment, part, total)
+
+        def fetch_files(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+            x, idx = stream.batch(step)
+            return x, splits.train_y[idx]
+        return fetch_files
+
+    def fetch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = sampler.indices(step)[part]
+        x, y = splits.train_x[idx], splits.train_y[idx]
+        if augment:
+            x = augment_batch(x, seed, step, part=part, batch=batch)
+        return x, y
+    return fetch
+
+
+def _load_folders(spec: DataSpec, d: DatasetDef, data_dir: str | Path | None, device: torch.device) -> Splits:
+    """ImageNet's splits as ``ImageFiles`` (5,000 validation images from train, the official val as test)
+    and the shifted test sets of ``spec.eval_sets``, every folder checked before anything trains."""
+    bad = [n for n in spec.eval_sets if n not in imagefolder.EVAL_SETS]
+    if bad:
+        raise TicketlabError(f"unknown data.eval_sets {bad}; choose from {sorted(imagefolder.EVAL_SETS)}")
+    size = spec.image_size or d.input_shape[-1]
+    root = _folder_root(d, data_dir)
+    wanted = [imagefolder.TRAIN, imagefolder.TEST] + [imagefolder.EVAL_SETS[n] for n in spec.eval_sets]
+    missing = [f.folder for f in wanted if not (root / f.folder).is_dir()]
+    if missing:
+        raise TicketlabError(f"image folders missing under {root}: {', '.join(missing)}. Put ImageNet there as "
+                             f"{root}/imagenet/train/<wnid>/*.JPEG and {root}/imagenet/val/<wnid>/*.JPEG (val sorted "
+                             f"into class folders) and the shifted test sets as {root}/<set>/<class>/*; or pass "
+                             f"--data-dir / set {sources.DATA_ENV} (ticketlab.data.imagefolder describes the layout)")
+    train_files, train_labels, wnids = imagefolder.scan(root / imagefolder.TRAIN.folder)
+    test_files, test_labels, _ = imagefolder.scan(root / imagefolder.TEST.folder, wnids)
+    counts = [(imagefolder.TRAIN, len(train_files), len(wnids)), (imagefolder.TEST, len(test_files), len(wnids))]
+    sets = {}
+    for name in spec.eval_sets:
+        fs = imagefolder.EVAL_SETS[name]
+        files, labels, classes = imagefolder.scan(root / fs.folder, wnids, fs.by_index)
+        counts.append((fs, len(files), len(classes)))
+        sets[name] = (fs, files, labels, sorted(set(labels.tolist())))
+    unofficial = [f"{fs.folder}: {n:,} images in {c} classes (official: {fs.images:,} in {fs.classes})"
+                  for fs, n, c in counts if (n, c) != (fs.images, fs.classes)]
+    if unofficial and not spec.allow_unofficial:
+        raise TicketlabError("not the official image sets: " + "; ".join(unofficial) +
+                             ". Complete the folders, or set data.allow_unofficial=true to use them as they are "
+                             "(every result is then labelled)")
+    if len(wnids) > d.num_classes:
+        raise TicketlabError(f"{root / imagefolder.TRAIN.folder} holds {len(wnids)} class folders; "
+                             f"{d.name} has {d.num_classes}")
+
+    def files(paths: list[str]) -> ImageFiles:
+        return ImageFiles(paths, size, d.mean, d.std, device)
+
+    def labels(y: np.ndarray) -> torch.Tensor:
+        return torch.tensor(y, dtype=torch.int64, device=device)
+
+    train_index, val_index = split_indices(len(train_files), spec)
+    label = d.name + (" (unofficial copy: image counts differ)" if unofficial else "")
+    eval_sets = {}
+    for name, (fs, paths, y, present) in sets.items():
+        classes = None
+        if fs.project:   # score on the set's own classes; labels become positions among them
+            position = {c: i for i, c in enumerate(present)}
+            y = np.asarray([position[c] for c in y.tolist()], dtype=np.int64)
+            classes = torch.tensor(present, dtype=torch.int64, device=device)
+        eval_sets[name] = EvalSet(files(paths), labels(y), classes, name + (" (unofficial)" if unofficial else ""))
+    info = DatasetInfo(d.name, (3, size, size), d.num_classes, not unofficial, str(root), label)
+    return Splits(
+        train_x=files([train_files[i] for i in train_index]), train_y=labels(train_labels[train_index]),
+        val_x=files([train_files[i] for i in val_index]), val_y=labels(train_labels[val_index]),
+        test_x=files(test_files), test_y=labels(test_labels), info=info,
+        train_index=torch.from_numpy(train_index).to(device), val_index=torch.from_numpy(val_index).to(device),
+        spec=spec, eval_sets=eval_sets)
+
+
+def _folder_root(d: DatasetDef, data_dir: str | Path | None) -> Path:
+    """The data dir when it holds ``imagenet/``, else the cache's parent folder of datasets."""
+    root = data_dir if data_dir is not None else os.environ.get(sources.DATA_ENV) or None
+    if root is not None and (Path(root).expanduser() / d.name).is_dir():
+        return Path(root).expanduser()
+    cache = sources.cache_root()
+    if (cache / d.name).is_dir():
+        return cache
+    return Path(root).expanduser() if root is not None else cache

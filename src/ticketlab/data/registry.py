@@ -37,7 +37,7 @@ class DatasetDef:
     num_classes: int
     mean: tuple[float, ...]     # per channel, of pixels / 255, over the official training set
     std: tuple[float, ...]
-    format: str                 # 'idx', 'cifar' or 'synthetic'
+    format: str                 # 'idx', 'cifar', 'imagefolder' or 'synthetic'
     files: tuple[OfficialFile, ...] = ()
     system_dirs: tuple[str, ...] = ()   # read-only copies installed by an OS package, tried after the cache
     routes: tuple[routes.Route, ...] = ()  # ways to fetch the files into the cache, tried in order
@@ -92,6 +92,9 @@ DATASETS: dict[str, DatasetDef] = {d.name: d for d in (
                CIFAR10_FILES,
                routes=(routes.Tarball("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
                                       CIFAR10_TARBALL_MD5),), sizes=(50000, 10000)),
+    # ILSVRC-2012 as folders of JPEGs, decoded per batch (imagefolder.py); [EXT-a]'s normalisation (PROTOCOL §1.7)
+    DatasetDef("imagenet", (3, 224, 224), 1000, (0.48145466, 0.4578275, 0.40821073),
+               (0.26862954, 0.26130258, 0.27577711), "imagefolder", sizes=(1_281_167, 50_000)),
     # Generated in-process (see synthetic.py); mean/std were measured on the generated training set.
     DatasetDef("synthetic", (1, 28, 28), 10, (0.5,), (0.334,), "synthetic", sizes=_SYNTHETIC_SIZES),
     DatasetDef("synthetic_rgb", (3, 32, 32), 10, (0.5, 0.5, 0.5), (0.334, 0.334, 0.334), "synthetic",

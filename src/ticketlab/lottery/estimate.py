@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from ticketlab import TicketlabError
 from ticketlab.data import DatasetInfo, Splits, registry
 from ticketlab.lottery.status import planned_jobs
 from ticketlab.spec import LotteryExperimentSpec, TrainSpec
@@ -134,6 +135,10 @@ def estimate(exp: LotteryExperimentSpec, *, device: str = "cpu", workers: int = 
     """The experiment's jobs, iterations and evaluations, the measured pace and the estimated wall time
     with ``workers`` processes (one thread each when more than one, as ``ticketlab lottery`` runs them).
     ``paces`` memoises measurements across calls (pass one dict for the experiments of a sweep)."""
+    if registry.get(exp.data.dataset).format == "imagefolder":
+        raise TicketlabError(f"--estimate times steps on random tensors, but {exp.data.dataset} trains from JPEG "
+                             f"folders, where decoding bounds the pace (ticketlab.data.imagefolder); time a few hundred "
+                             f"iterations of the real run instead (--set training.steps=300it on a scratch --store)")
     paces = {} if paces is None else paces
     processes = max(1, min(workers, exp.lottery.trials))
     threads = torch.get_num_threads()

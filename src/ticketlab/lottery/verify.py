@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from ticketlab import TicketlabError, models
+from ticketlab import TicketlabError, data, models
 from ticketlab.data import registry
 from ticketlab.lottery.status import planned_jobs
 from ticketlab.pruning import Mask, prune, schedule
@@ -120,7 +120,7 @@ def verify_experiment(root: Path) -> Verification:
     report = Verification(root.name)
     files = _Files(report)
     dataset = registry.get(exp.data.dataset)
-    shape = (dataset.input_shape, dataset.num_classes)
+    shape = (data.input_shape(exp.data), dataset.num_classes)
     model = models.build(exp.model, *shape)
     infos = model.weight_info()
     shapes = {n: tuple(p.shape) for n, p in model.named_parameters() if n in infos}

@@ -48,7 +48,7 @@ from typing import NamedTuple, Sequence
 import torch
 
 from ticketlab import TicketlabError
-from ticketlab.data import BatchSampler, Splits, augment_batch
+from ticketlab.data import BatchSampler, ImageFiles, Splits, augment_batch
 from ticketlab.exec import ddp
 from ticketlab.models import Model
 from ticketlab.models.lenet import Lenet
@@ -135,6 +135,10 @@ def train_batched(models: list[Model], masks: list[Mask | None], splits: Splits,
         raise TicketlabError("the models of a batch must share one architecture")
     device = splits.train_x.device
     kind = choose_engine(models, specs, device, engine)
+    if isinstance(splits.train_x, ImageFiles) and kind != "sequential":   # stacks index tensors, not files
+        if engine != "auto":
+            raise TicketlabError(f"engine {engine!r} needs tensor data; image folders train with engine='sequential'")
+        kind = "sequential"
     if kind == "sequential":
         return [train(m, mask, splits, spec, job=job, augment=augment, progress=progress,
                       checkpoint_seconds=checkpoint_seconds, start_step=start_step)
@@ -228,11 +232,12 @@ def _train_stacked(models, masks, specs, jobs, splits, kind, augment, progress, 
     # sparse layers hold only their kept weights: nothing to mask there
     weights = [stacked.params[n] for n in stacked_masks if n not in stacked.patterns]
     mask_list = [m for n, m in stacked_masks.items() if n not in stacked.patterns]
+    pruned_list = [m == 0 for m in mask_list]
 
-    def zero_weights():
-        if weights:
-            with torch.no_grad():
-                torch._foreach_mul_(weights, mask_list)
+    def zero_weights():   # masked_fill: NaN * 0 would leave a diverged model's pruned weights NaN
+        with torch.no_grad():
+            for w, pruned in zip(weights, pruned_list):
+                w.masked_fill_(pruned, 0.0)
 
     def seconds(k: int) -> float:
         return prior_seconds[k] + time.monotonic() - began

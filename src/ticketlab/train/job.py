@@ -125,6 +125,9 @@ def finish_job(job: Path, spec: TrainSpec, splits: Splits, model: models.Model, 
         "wall_seconds": result.wall_seconds,   # every process's time on it, across resumes
         "batch_models": result.batch_models,   # models that shared that time (batched engine)
     }
+    for name in splits.eval_sets:   # shifted test sets ([S0]), at the early-stop point and at the end
+        summary[f"{name}_accuracy_at_early_stop"] = result.at_early_stop[f"{name}/accuracy"]
+        summary[f"final_{name}_accuracy"] = result.final[f"{name}/accuracy"]
     if result.world_size > 1:
         summary["world_size"] = result.world_size   # data-parallel processes (exec/ddp.py)
     test_accuracy = dict(read_metrics(job / layout.METRICS).get("test/accuracy", []))

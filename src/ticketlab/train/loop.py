@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ticketlab.data import BatchSampler, Splits, augment_batch
+from ticketlab.data import BatchSampler, ImageFiles, Splits, train_batches
 from ticketlab.exec import ddp
 from ticketlab import TicketlabError
 from ticketlab.pruning import Mask
@@ -49,11 +49,13 @@ class _MaskedParams:
         names = list(mask) if mask is not None else []
         self.params = [params[n] for n in names]
         self.masks = [mask[n].to(device=params[n].device, dtype=params[n].dtype) for n in names]
+        self.pruned = [~mask[n].to(device=params[n].device, dtype=torch.bool) for n in names]
 
     @torch.no_grad()
     def zero_weights(self) -> None:
-        if self.params:
-            torch._foreach_mul_(self.params, self.masks)
+        # masked_fill, not a multiply: a diverged run's NaN * 0 would leave NaN in pruned places
+        for p, pruned in zip(self.params, self.pruned):
+            p.masked_fill_(pruned, 0.0)
 
     @torch.no_grad()
     def zero_grads(self) -> None:
@@ -112,20 +114,32 @@ def eval_chunk(model: torch.nn.Module, example: torch.Tensor) -> int:
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int | None = None,
-             precision: str = "fp32", world: ddp.World = ddp.World()) -> tuple[float, float]:
+             precision: str = "fp32", world: ddp.World = ddp.World(),
+             classes: torch.Tensor | None = None) -> tuple[float, float]:
     """Mean cross-entropy and accuracy over (x, y), in chunks (default: ``eval_chunk``); with a
-    ``world`` of several ranks (every one calling this), each evaluates its share and the sums are added."""
+    ``world`` of several ranks (every one calling this), each evaluates its share and the sums are added.
+    ``x`` may be image files (decoded chunk by chunk); with ``classes``, only those logits are scored
+    and ``y`` holds positions among them (ImageNet-R/-A's 200 classes)."""
     if len(x) == 0:
         return float("nan"), float("nan")
     n, part = len(x), world.shard(len(x))
-    x, y = x[part], y[part]
-    batch_size = batch_size or eval_chunk(model, x)
+    y = y[part]
+    if isinstance(x, ImageFiles):
+        x = x.view(part)
+        batch_size = batch_size or eval_chunk(model, x[:1])
+        chunks = x.chunks(batch_size)
+    else:
+        x = x[part]
+        batch_size = batch_size or eval_chunk(model, x)
+        chunks = (x[i:i + batch_size] for i in range(0, len(x), batch_size))
     was_training = model.training
     model.eval()
     sums = torch.zeros(2, dtype=torch.float64, device=x.device)   # loss, correct (exact in float64)
     with _autocast(precision, x.device):
-        for i in range(0, len(x), batch_size):
-            logits = model(x[i:i + batch_size]).float()
+        for i, inputs in zip(range(0, len(y), batch_size), chunks):
+            logits = model(inputs).float()
+            if classes is not None:
+                logits = logits[:, classes]
             target = y[i:i + batch_size]
             sums[0] += F.cross_entropy(logits, target, reduction="sum").double()
             sums[1] += (logits.argmax(1) == target).sum()
@@ -167,7 +181,8 @@ def train(model: torch.nn.Module, mask: Mask | None, splits: Splits, spec: Train
     keep_steps = {s.iterations(ipe) for s in spec.checkpoints}
     schedule = Schedule(spec, ipe, total)
     masked = _MaskedParams(model, mask)
-    chunk = eval_chunk(model, splits.train_x)
+    chunk = eval_chunk(model, splits.train_x[:1])
+    fetch = train_batches(splits, sampler, spec.data_seed, augment, world.shard(spec.batch_size), spec.batch_size, total)
     optimizer = build_optimizer(spec, model.parameters(), device)
     scaler = torch.amp.GradScaler(device.type) if spec.precision == "fp16" and device.type == "cuda" else None
     log = MetricLog(job / layout.METRICS if job else None)
@@ -232,7 +247,6 @@ def train(model: torch.nn.Module, mask: Mask | None, splits: Splits, spec: Train
         # broadcasts the leader's weights and buffers now, BN buffers before every forward pass
         forward = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
-    part = world.shard(spec.batch_size)
     last_save = time.monotonic()
     step = start
     resumed_at = start if resumed else -1
@@ -267,10 +281,7 @@ def train(model: torch.nn.Module, mask: Mask | None, splits: Splits, spec: Train
         lr = schedule(step)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        idx = sampler.indices(step)[part]
-        x, y = splits.train_x[idx], splits.train_y[idx]
-        if augment:
-            x = augment_batch(x, spec.data_seed, step, part=part, batch=spec.batch_size)
+        x, y = fetch(step)
         compiling = time.perf_counter()
         with _autocast(spec.precision, device):
             loss = F.cross_entropy(forward(x).float(), y)
@@ -310,7 +321,13 @@ def train(model: torch.nn.Module, mask: Mask | None, splits: Splits, spec: Train
     at_best["train/loss"], at_best["train/accuracy"] = evaluate(model, splits.train_x, splits.train_y, chunk, spec.precision, world)
     if "test/accuracy" not in at_best:
         at_best["test/loss"], at_best["test/accuracy"] = evaluate(model, splits.test_x, splits.test_y, chunk, spec.precision, world)
+    for name, es in splits.eval_sets.items():   # shifted test sets, where the test set is reported ([S0])
+        at_best[f"{name}/loss"], at_best[f"{name}/accuracy"] = evaluate(model, es.x, es.y, chunk, spec.precision,
+                                                                        world, es.classes)
     model.load_state_dict(final_state)
+    for name, es in splits.eval_sets.items():
+        final[f"{name}/loss"], final[f"{name}/accuracy"] = evaluate(model, es.x, es.y, chunk, spec.precision,
+                                                                    world, es.classes)
     if progress:
         progress.close()
     return TrainResult(iterations=step, early_stop_iteration=tracker.best_step, at_early_stop=at_best,

@@ -12,6 +12,7 @@ from typing import Iterable
 
 import torch
 
+from ticketlab import TicketlabError
 from ticketlab.spec import TrainingSpec
 
 
@@ -42,24 +43,35 @@ class Schedule:
     then constant, step decay (x gamma at each milestone) or cosine decay to 0.
 
     Step decay multiplies the *base* lr, so a milestone inside the warmup still applies to the
-    warmed-up value (PROTOCOL A11: Resnet-18's 20K warmup ends exactly at its first drop)."""
+    warmed-up value (PROTOCOL A11: Resnet-18's 20K warmup ends exactly at its first drop).
+
+    With ``schedule_start`` s > 0 the lr is the constant base before step s, and the warmup and the
+    decay run on the steps after it, as if a run of ``total - s`` iterations began there: [S0]'s 16K
+    constant-lr phase before each cycle's warmup + cosine over 48K (milestones stay absolute steps)."""
 
     def __init__(self, spec: TrainingSpec, iterations_per_epoch: int, total: int):
         self.base = spec.lr
         self.kind = spec.schedule
         self.gamma = spec.gamma
+        self.start = spec.schedule_start.iterations(iterations_per_epoch)
         self.warmup = spec.warmup.iterations(iterations_per_epoch)
         self.milestones = sorted(m.iterations(iterations_per_epoch) for m in spec.milestones)
         self.total = total
+        if self.start and self.start >= total:
+            raise TicketlabError(f"training.schedule_start ({self.start} iterations) must come before the end of "
+                                 f"training ({total}): lower it or raise training.steps")
 
     def __call__(self, step: int) -> float:
         lr = self.base
+        if step < self.start:
+            return lr
         if self.kind == "step":
             lr *= self.gamma ** sum(step >= m for m in self.milestones)
-        elif self.kind == "cosine":
-            span = max(self.total - self.warmup, 1)
-            progress = min(max(step - self.warmup, 0) / span, 1.0)
+        local = step - self.start
+        if self.kind == "cosine":
+            span = max(self.total - self.start - self.warmup, 1)
+            progress = min(max(local - self.warmup, 0) / span, 1.0)
             lr *= 0.5 * (1.0 + math.cos(math.pi * progress))
-        if self.warmup and step < self.warmup:
-            lr *= step / self.warmup
+        if self.warmup and local < self.warmup:
+            lr *= local / self.warmup
         return lr
