@@ -212,6 +212,17 @@ def test_the_s0_preset_runs_resnet50_end_to_end_from_the_cli(tree, tmp_path):
         for name in imagefolder.EVAL_SETS:
             assert 0.0 <= r[f"final_{name}_accuracy"] <= 1.0 and 0.0 <= r[f"{name}_accuracy_at_early_stop"] <= 1.0
     assert rows[1]["weights_remaining"] == rows[0]["weights_remaining"] - round(0.2 * 23_454_912)
+    # [S0]'s table from the store, and the level figure with a panel per shifted test set
+    table = run_ticketlab("tables", rows[0]["experiment"], "--kind", "s0", "--store", str(tmp_path))
+    assert table.returncode == 0, table.stderr
+    header, dense, pruned = table.stdout.strip().splitlines()
+    assert header.split() == ["cycle", "n", "conv", "params", "fraction", "IN", "IN-V2", "IN-R", "IN-A", "IN-S"]
+    assert dense.split()[:4] == ["0", "1", "23,454,912", "1.0000"] and pruned.split()[:4] == ["1", "1", "18,763,930", "0.8000"]
+    in_a = 100 * rows[1]["imagenet_a_accuracy_at_early_stop"]
+    assert pruned.split()[7] == f"{in_a:.3f}" and pruned.split()[4] == f"{100 * rows[1]['test_accuracy_at_early_stop']:.2f}"
+    from ticketlab.analysis import lottery_plots
+    paths = lottery_plots.plot_levels(tmp_path, rows[0]["experiment"], tmp_path / "plots")
+    assert any(p.suffix == ".png" for p in paths)
 
 
 def test_estimate_refuses_image_folders_with_the_way_to_time_them():

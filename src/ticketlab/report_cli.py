@@ -1,6 +1,6 @@
 """``ticketlab tables`` and ``ticketlab plot``: what the store holds, as tables and figures (PROTOCOL §4).
 
-    ticketlab tables EXPERIMENT | --preset P [--set ...]  [--kind levels|summary|weights|oneshot|flip|s4] [--json]
+    ticketlab tables EXPERIMENT | --preset P [--set ...]  [--kind levels|summary|weights|oneshot|flip|s4|s0] [--json]
     ticketlab plot TARGET ... | --preset P [--set ...]  [--kind ...] [--x pm|weights] [--metric ...]
 
 Both read only the store. ``--preset`` stands for every experiment the preset runs (each point of its
@@ -18,17 +18,18 @@ from ticketlab import TicketlabError
 def add_parsers(subparsers, default_store: str = "ticketlab-store") -> None:
     """Register ``tables`` and ``plot`` on ``subparsers`` (from ``add_subparsers``)."""
     p = subparsers.add_parser("tables", help="tables of a lottery experiment: per level, [S1]'s summary, weights in "
-                                              "numbers, or [S4]'s Tables 2-7")
+                                              "numbers, [S4]'s Tables 2-7, or [S0]'s five-test-set table")
     p.add_argument("experiment", nargs="?", help="lottery-<hash>, the hash, or its folder in the store")
     p.add_argument("--preset", default=None, help="instead: every experiment this preset runs (with the same --set); "
                                                   "--kind summary then prints one line per point of its sweep")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="with --preset: the overrides the experiments ran with")
     p.add_argument("--store", default=default_store)
-    p.add_argument("--kind", default="levels", choices=["levels", "summary", "weights", "oneshot", "flip", "s4"],
+    p.add_argument("--kind", default="levels", choices=["levels", "summary", "weights", "oneshot", "flip", "s4", "s0"],
                    help="levels (ticket and controls per level), summary (speed-ups, gains and winning tickets "
                         "against the dense network, [S1]'s way), weights (Figs 15-24 in numbers: surviving initial "
-                        "values, connections per unit, weight movement), oneshot, flip (LTH_flip chains), s4 ([S4] Tables 2-7)")
+                        "values, connections per unit, weight movement), oneshot, flip (LTH_flip chains), s4 ([S4] Tables 2-7), "
+                        "s0 ([S0]'s table: conv weights left and accuracy on ImageNet and its shifted test sets)")
     p.add_argument("--levels", default=None, metavar="0,4,8", help="weights: the levels (default: four spread out)")
     p.add_argument("--oneshot", action="store_true",
                    help="with --kind summary: the one-shot runs (levels = pruned fractions) against the dense network")
@@ -93,6 +94,9 @@ def cmd_tables(args) -> None:
     def table_of(name):
         if args.kind == "s4":
             return s4_tables.s4_tables(args.store, name), s4_tables.format_s4
+        if args.kind == "s0":
+            from ticketlab.analysis import s0_tables
+            return s0_tables.s0_table(args.store, name), s0_tables.format_s0
         if args.kind == "weights":
             from ticketlab.analysis import weight_tables
             return weight_tables.weight_tables(args.store, name, levels), weight_tables.format_weight_tables

@@ -28,7 +28,7 @@ from ticketlab.analysis.lottery_series import (HISTOGRAM_WEIGHT_LIMIT, LEVEL_MET
                                                _axis_label, _check_levels, _job, _levels, _need, _pm, _root,
                                                curve_band, experiment_labels, experiment_name, family_label, family_order,
                                                fixed_step_metrics, levels_series, metric_label,
-                                               spread_levels)
+                                               shifted_metrics, spread_levels)
 from ticketlab.analysis.plots import plt, save
 from ticketlab.analysis.weight_plots import plot_connections, plot_init_histograms, plot_movement
 from ticketlab.store import layout
@@ -47,11 +47,11 @@ def plot_levels(store: str | Path, experiments: list[str] | str, out=None, metri
     names = [experiment_name(e) for e in experiments]
     per_exp = [lottery_tables.rows_of(store, e) for e in names]
     all_rows = [r for rows in per_exp for r in rows]
-    known = [*lottery_tables.METRICS, *fixed_step_metrics(all_rows)]
+    known = [*lottery_tables.METRICS, *fixed_step_metrics(all_rows), *shifted_metrics(all_rows)]
     unknown = [m for m in metrics or [] if m not in known]
     if unknown:
         raise TicketlabError(f"no level metric {unknown[0]!r}; choose from {known}")
-    metrics = list(metrics or [*LEVEL_METRICS, *fixed_step_metrics(all_rows)])
+    metrics = list(metrics or [*LEVEL_METRICS, *fixed_step_metrics(all_rows), *shifted_metrics(all_rows)])
     if labels is None:
         labels = experiment_labels(store, names) if len(names) > 1 else [""]
     elif len(labels) != len(names):

@@ -54,6 +54,10 @@ def family_label(fam: str) -> str:
 
 def metric_label(metric: str) -> str:
     fixed = re.fullmatch(r"(test|train|val)_accuracy_at_(\d+)", metric)
+    shifted = re.fullmatch(r"(final_)?imagenet_(v2|r|a|sketch)_accuracy(_at_early_stop)?", metric)
+    if shifted:
+        name = "ImageNet-" + {"v2": "V2", "r": "R", "a": "A", "sketch": "Sketch"}[shifted.group(2)]
+        return f"{name} accuracy " + ("at the end" if shifted.group(1) else "at early stop")
     if fixed:
         return f"{fixed.group(1)} accuracy at iteration {int(fixed.group(2)):,}"
     return {"early_stop_iteration": "early-stop iteration", "val/loss": "validation loss",
@@ -69,6 +73,12 @@ def fixed_step_metrics(rows: list[dict]) -> list[str]:
     """The ``test_accuracy_at_<step>`` columns present (lottery.fixed_iterations), by step."""
     steps = {int(m.group(1)) for r in rows for k in r if (m := re.fullmatch(r"test_accuracy_at_(\d+)", k))}
     return [f"test_accuracy_at_{s}" for s in sorted(steps)]
+
+
+def shifted_metrics(rows: list[dict]) -> list[str]:
+    """The shifted test sets' ``<set>_accuracy_at_early_stop`` columns present (data.eval_sets, [S0])."""
+    from ticketlab.data.imagefolder import EVAL_SETS
+    return [f"{n}_accuracy_at_early_stop" for n in EVAL_SETS if any(f"{n}_accuracy_at_early_stop" in r for r in rows)]
 
 
 X_AXES = {"pm": "pm", "weights": "weights_remaining"}   # --x of the level figures -> the table column

@@ -61,7 +61,8 @@ def aggregate(rows: list[dict], kind: str = "lottery") -> list[dict]:
         row = {"family": fam, "level": level, "n": len(rs), "pm": statistics.mean(r["pm"] for r in rs)}
         if all(r.get("weights_remaining") is not None for r in rs):
             row["weights_remaining"] = statistics.mean(r["weights_remaining"] for r in rs)
-        metrics = list(METRICS) + sorted({k for r in rs for k in r if k.startswith("test_accuracy_at_")})
+        metrics = list(METRICS) + sorted({k for r in rs for k in r if k.startswith("test_accuracy_at_")
+                                          or re.fullmatch(r"(final_)?imagenet_\w+_accuracy(_at_early_stop)?", k)})
         for m in metrics:
             values = [r[m] for r in rs if r.get(m) is not None]
             if values:
