@@ -3,6 +3,7 @@ from (seed, step, position), the shifted test sets with their class projection, 
 on a small generated tree laid out as the real one."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -229,3 +230,25 @@ def test_estimate_refuses_image_folders_with_the_way_to_time_them():
     exp = api.make_experiment(preset="s0_resnet50_imagenet")
     with pytest.raises(TicketlabError, match="decoding bounds the pace.*training.steps=300it"):
         api.estimate_lottery(exp)
+
+
+def test_two_data_parallel_processes_train_on_image_folders_like_one(tree, tmp_path):
+    """--nproc 2 under the real torchrun: each rank decodes its half of every batch (same crops as the
+    whole batch) and its share of every evaluation, shifted test sets included."""
+    from helpers import run_ticketlab
+    from ticketlab.store.artifacts import load_json
+    args = ["train", "--model", "lenet", "--data-dir", str(tree), "--json"]
+    for key, value in {**DATA, "data.image_size": 16, "model.hidden": "32,16", "training.steps": "30it",
+                       "training.eval_every": "10it", "training.batch_size": 10}.items():
+        args += ["--set", f"{key}={str(value).lower() if isinstance(value, bool) else value}"]
+    one = run_ticketlab(*args, "--store", str(tmp_path / "one"), TICKETLAB_DECODE_WORKERS="0")
+    two = run_ticketlab(*args, "--store", str(tmp_path / "two"), "--nproc", "2", TICKETLAB_DECODE_WORKERS="0")
+    assert one.returncode == 0 and two.returncode == 0, (one.stderr + two.stderr)[-3000:]
+    [a], [b] = ([load_json(p) for p in (tmp_path / d).glob(f"train-*/{layout.SUMMARY}")] for d in ("one", "two"))
+    assert b["world_size"] == 2 and a["run_id"] == b["run_id"]
+    assert a["early_stop_iteration"] == b["early_stop_iteration"]
+    assert b["val_loss_at_early_stop"] == pytest.approx(a["val_loss_at_early_stop"], rel=1e-4)
+    for key in ("final_imagenet_r_accuracy", "imagenet_v2_accuracy_at_early_stop", "final_test_accuracy"):
+        assert b[key] == pytest.approx(a[key], abs=1e-9), key
+    wa, wb = (load_torch(Path(s["path"]) / layout.FINAL) for s in (a, b))
+    assert all(torch.allclose(wa[k], wb[k], atol=1e-5) for k in wa)
