@@ -242,11 +242,11 @@ class ImageFiles:
         return ImageFiles(self.files, self.size, self.mean, self.std, device, self.workers)
 
     def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
-        """uint8 ``[N, 3, S, S]`` -> normalised float32 on the device."""
-        x = pixels.to(self._device, non_blocking=True).float().div_(255)
-        mean = torch.tensor(self.mean, device=self._device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=self._device).view(1, -1, 1, 1)
-        return (x - mean).div_(std)
+        """uint8 ``[N, 3, S, S]`` -> (pixels / 255 - mean) / std in float32 on the device, as one multiply-add."""
+        std = torch.tensor(self.std, dtype=torch.float64)
+        scale = (1 / (255 * std)).float().view(1, -1, 1, 1).to(self._device)
+        shift = (-torch.tensor(self.mean, dtype=torch.float64) / std).float().view(1, -1, 1, 1).to(self._device)
+        return torch.addcmul(shift, pixels.to(self._device, non_blocking=True).float(), scale)
 
     def __getitem__(self, key) -> torch.Tensor:
         """The images ``key`` (a slice, or indices), decoded by the evaluation transform."""
