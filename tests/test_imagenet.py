@@ -89,6 +89,9 @@ def test_bad_folders_are_clear_errors(tree, tmp_path):
     files = ImageFiles([str(bad / "imagenet/train" / WNIDS[0] / "broken.JPEG")], 32, (0.5,) * 3, (0.5,) * 3, workers=0)
     with pytest.raises(TicketlabError, match="cannot decode .*broken.JPEG"):
         files[:1]
+    # from a worker process: the message alone, not the worker's traceback
+    with pytest.raises(TicketlabError, match=r"^cannot decode .*broken.JPEG.*readable copy[^\n]*$"):
+        list(ImageFiles(files.files * 3, 32, (0.5,) * 3, (0.5,) * 3, workers=1).chunks(1))
 
 
 def test_evaluation_crops_are_central_and_workers_decode_the_same_bits(tree):
@@ -140,6 +143,7 @@ def test_training_on_image_folders_reports_the_shifted_sets_and_resumes_bit_for_
     s = _train_spec(tmp_path)
     reference = api.train(s, tmp_path / "a")
     assert reference["data_label"] == "imagenet (unofficial copy: image counts differ)"
+    assert len(reference["data_files"]) == 16   # the file list's fingerprint
     for name in ("imagenet_r", "imagenet_v2"):
         assert 0.0 <= reference[f"{name}_accuracy_at_early_stop"] <= 1.0
         assert 0.0 <= reference[f"final_{name}_accuracy"] <= 1.0
@@ -156,6 +160,22 @@ def test_training_on_image_folders_reports_the_shifted_sets_and_resumes_bit_for_
     assert {k: v for k, v in resumed.items() if k not in ("path", "wall_seconds")} == \
         {k: v for k, v in reference.items() if k not in ("path", "wall_seconds")}
     assert json.loads((job / layout.SPEC).read_text())["data"] == reference["data_label"]
+
+
+def test_a_job_does_not_resume_on_a_folder_whose_files_changed(tree, tmp_path, crash_at, monkeypatch):
+    import shutil
+    copy = tmp_path / "data"
+    shutil.copytree(tree / "imagenet", copy / "imagenet")
+    monkeypatch.setenv("TICKETLAB_DATA", str(copy))
+    s = _train_spec(tmp_path, **{"data.eval_sets": ""})
+    with crash_at(25), pytest.raises(RuntimeError):
+        api.train(s, tmp_path / "store", checkpoint_seconds=0)
+    next((copy / "imagenet/train" / WNIDS[2]).iterdir()).unlink()   # one training image fewer: other splits
+    api.load_splits.cache_clear()   # as a new process would: the folder is scanned again
+    with pytest.raises(TicketlabError, match="listed other files .*restore the folder"):
+        api.train(s, tmp_path / "store")
+    [job] = (tmp_path / "store").glob("train-*")
+    assert (job / layout.RESUME).exists()   # nothing lost: the resume point is still there
 
 
 def test_s0_rewinding_on_image_folders(tree, tmp_path, monkeypatch):

@@ -10,8 +10,9 @@ Where the files come from and how they are verified: ``sources.py`` (names and m
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,7 @@ class DatasetInfo:
     official: bool                 # False when some file's md5 differs from the official one
     source: str                    # the folder (or route) the files came from
     label: str                     # e.g. "mnist" or "cifar10 (unofficial copy: md5 mismatch)"
+    files: str | None = None       # image folders: sha256 of the file list (md5s pin the other datasets)
 
 
 @dataclass
@@ -205,7 +207,9 @@ def _load_folders(spec: DataSpec, d: DatasetDef, data_dir: str | Path | None, de
             y = np.asarray([position[c] for c in y.tolist()], dtype=np.int64)
             classes = torch.tensor(present, dtype=torch.int64, device=device)
         eval_sets[name] = EvalSet(files(paths), labels(y), classes, name + (" (unofficial)" if unofficial else ""))
-    info = DatasetInfo(d.name, (3, size, size), d.num_classes, not unofficial, str(root), label)
+    listed = "\n".join([*train_files, *test_files, *(p for _, paths, _, _ in sets.values() for p in paths)])
+    fingerprint = hashlib.sha256(listed.replace(str(root), "").encode()).hexdigest()[:16]
+    info = DatasetInfo(d.name, (3, size, size), d.num_classes, not unofficial, str(root), label, fingerprint)
     return Splits(
         train_x=files([train_files[i] for i in train_index]), train_y=labels(train_labels[train_index]),
         val_x=files([train_files[i] for i in val_index]), val_y=labels(train_labels[val_index]),

@@ -170,7 +170,8 @@ def decode(path: str, size: int, rng: random.Random | None = None) -> np.ndarray
             box = (box[0] * fx, box[1] * fy, min(box[2] * fx, image.size[0]), min(box[3] * fy, image.size[1]))
             crop = image.resize((size, size), Image.BILINEAR, box=box)
     except (OSError, ValueError, SyntaxError) as exc:
-        raise TicketlabError(f"cannot decode {path}: {exc}; replace or remove the file") from exc
+        raise TicketlabError(f"cannot decode {path}: {exc}; replace it with a readable copy of the image (removing "
+                             f"it would change the file list, and so the splits of every run on this folder)") from exc
     if flip:
         crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
     return np.asarray(crop, dtype=np.uint8).transpose(2, 0, 1)
@@ -182,9 +183,27 @@ def crop_rng(seed: int, step: int, position: int) -> random.Random:
     return random.Random(stable_seed("crop", seed, step, position))
 
 
-def _stack(files: list[str], size: int, items) -> torch.Tensor:
+@dataclass(frozen=True)
+class _Failure:
+    """A decoding error, returned by a worker rather than raised: the DataLoader would wrap its message
+    in the worker's traceback, and the user needs only the message."""
+
+    message: str
+
+
+def _stack(files: list[str], size: int, items) -> torch.Tensor | _Failure:
     """uint8 ``[len(items), 3, size, size]`` for items (file position, crop seed parts or None)."""
-    return torch.from_numpy(np.stack([decode(files[i], size, None if r is None else crop_rng(*r)) for i, r in items]))
+    try:
+        return torch.from_numpy(np.stack([decode(files[i], size, None if r is None else crop_rng(*r))
+                                          for i, r in items]))
+    except TicketlabError as exc:
+        return _Failure(str(exc))
+
+
+def _checked(pixels: torch.Tensor | _Failure) -> torch.Tensor:
+    if isinstance(pixels, _Failure):
+        raise TicketlabError(pixels.message)
+    return pixels
 
 
 class _Decoded(torch.utils.data.Dataset):
@@ -256,7 +275,7 @@ class ImageFiles:
             positions = torch.as_tensor(key).reshape(-1).tolist()
         if not positions:
             return torch.empty((0, 3, self.size, self.size), device=self._device)
-        return self.normalise(_Decoded(self.files, self.size, [[(i, None) for i in positions]])[0])
+        return self.normalise(_checked(_Decoded(self.files, self.size, [[(i, None) for i in positions]])[0]))
 
     def chunks(self, batch_size: int) -> Iterator[torch.Tensor]:
         """Every image in order, ``batch_size`` at a time, decoded ahead in worker processes."""
@@ -264,7 +283,7 @@ class ImageFiles:
                    for s in range(0, len(self.files), batch_size)]
         for pixels in _loader(_Decoded(self.files, self.size, batches), self._workers_for(len(batches)),
                               self._device.type == "cuda"):
-            yield self.normalise(pixels)
+            yield self.normalise(_checked(pixels))
 
     def _workers_for(self, batches: int) -> int:
         return min(self.workers, batches) if batches > 1 else 0
@@ -295,7 +314,7 @@ class TrainBatches:
             self.close()
             self._pieces.start, self._pieces.stop = step, max(self.total, step + 1)
             self._stream = _loader(self._pieces, self._workers, self.images.device.type == "cuda")
-        pixels = torch.cat([next(self._stream) for _ in range(self._pieces.count)])
+        pixels = torch.cat([_checked(next(self._stream)) for _ in range(self._pieces.count)])
         self._next = step + 1
         return self.images.normalise(pixels), self.sampler.indices(step)[self.part]
 

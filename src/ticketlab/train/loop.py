@@ -201,6 +201,10 @@ def train(model: torch.nn.Module, mask: Mask | None, splits: Splits, spec: Train
         if state is None and not world.leader:
             torch.manual_seed(ddp.follower_seed(spec.data_seed, world.rank))
     if state is not None:
+        if state.get("files", splits.info.files) != splits.info.files:   # image folders: the list of files
+            raise TicketlabError(f"{resume_path or 'the resume point'} was saved when {splits.info.source} listed other "
+                                 f"files (files {state['files']}, now {splits.info.files}): restore the folder as it "
+                                 f"was, or delete the file to restart the job")
         if ddp.has_batchnorm(model) and state.get("world_size", 1) != world.size:
             raise TicketlabError(f"{resume_path or 'the resume point'} was saved by {state.get('world_size', 1)} "
                                  f"process(es) and BatchNorm statistics depend on it: rerun with that --nproc, "
@@ -240,7 +244,8 @@ def train(model: torch.nn.Module, mask: Mask | None, splits: Splits, spec: Train
             save_torch(resume_path, {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                      "tracker": tracker.state(), "best_state": best_state, "rng": torch.get_rng_state(),
                                      "wall_seconds": seconds(), "world_size": world.size,
-                                     **({"rng_ranks": ranks} if ranks else {})})
+                                     **({"rng_ranks": ranks} if ranks else {}),
+                                     **({"files": splits.info.files} if splits.info.files else {})})
 
     forward, compile_seconds = (torch.compile(model) if spec.compile else model), None
     if world.size > 1:
