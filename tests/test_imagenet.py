@@ -109,7 +109,7 @@ def test_evaluation_crops_are_central_and_workers_decode_the_same_bits(tree):
 
 
 def test_training_crops_depend_on_seed_step_and_position_only(tree):
-    from ticketlab.data.imagefolder import TrainBatches
+    from ticketlab.data.images import TrainBatches
     splits = load(spec(), tree)
     sampler = BatchSampler(len(splits.train_y), 10, seed=3)
     whole = TrainBatches(splits.train_x, sampler, 3, True, slice(0, 10), 6)

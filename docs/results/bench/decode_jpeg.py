@@ -1,4 +1,4 @@
-"""How fast ticketlab decodes ImageNet-like JPEGs (data/imagefolder.py), per image and per batch.
+"""How fast ticketlab decodes ImageNet-like JPEGs (data/images.py), per image and per batch.
 
     .venv/bin/python docs/results/bench/decode_jpeg.py [--images 64] [--workers 0,1]
 
@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from ticketlab.data import BatchSampler, ImageFiles
-from ticketlab.data.imagefolder import TrainBatches, crop_rng, decode
+from ticketlab.data.images import TrainBatches, crop_rng, decode
 
 
 def make_images(folder: str, n: int) -> list[str]:

@@ -20,7 +20,7 @@ import torch
 
 from ticketlab import TicketlabError
 from ticketlab.data import imagefolder, registry, sources, synthetic
-from ticketlab.data.imagefolder import EvalSet, ImageFiles, TrainBatches
+from ticketlab.data.images import EvalSet, ImageFiles, TrainBatches
 from ticketlab.data.loader import BatchSampler, augment_batch, stable_seed
 from ticketlab.data.registry import DATASETS, DatasetDef
 from ticketlab.spec import DataSpec
@@ -139,7 +139,7 @@ def train_batches(splits: Splits, sampler: BatchSampler, seed: int, augment: boo
     """``fetch(step) -> (x, y)``: the training batch of ``step`` (this rank's ``part`` of a batch of ``batch``).
 
     Tensor splits are index slices (augmented by ``augment_batch``); image folders decode ahead of the
-    loop (``imagefolder.TrainBatches``, random resized crops when ``augment``)."""
+    loop (``images.TrainBatches``, random resized crops when ``augment``)."""
     if isinstance(splits.train_x, ImageFiles):
         stream = TrainBatches(splits.train_x, sampler, seed, augment, part, total)
 

@@ -137,7 +137,7 @@ def estimate(exp: LotteryExperimentSpec, *, device: str = "cpu", workers: int = 
     ``paces`` memoises measurements across calls (pass one dict for the experiments of a sweep)."""
     if registry.get(exp.data.dataset).format == "imagefolder":
         raise TicketlabError(f"--estimate times steps on random tensors, but {exp.data.dataset} trains from JPEG "
-                             f"folders, where decoding bounds the pace (ticketlab.data.imagefolder); time a few hundred "
+                             f"folders, where decoding bounds the pace (ticketlab.data.images); time a few hundred "
                              f"iterations of the real run instead (--set training.steps=300it on a scratch --store)")
     paces = {} if paces is None else paces
     processes = max(1, min(workers, exp.lottery.trials))
