@@ -191,6 +191,30 @@ def test_prune_counts_equal_schedule_global_scope(strategy):
         assert mask.count() + 512 + 2048 + 640 == row["weights_remaining"]
 
 
+def test_ties_keep_reproduces_ext_a_rule_and_s0s_extra_survivors():
+    """[EXT-a]: score = fl32(|w|+1)-1, keep score >= the k-th largest. At ResNet-50-like magnitudes
+    (|w| ~ 1e-2) the +1 rounds scores to multiples of 2**-23, so ties keep a few more than the count
+    (PROTOCOL A17: [S0]'s table lies +16..+162 above 0.8^k), never fewer; 'index' keeps the count exactly.
+    Here: 267K weights at std 5e-4, tens of them per 2**-23 step near the threshold, as ResNet-50's 23M at ~1e-2."""
+    shapes, infos = resnet20()
+    weights = {n: w * 5e-4 for n, w in random_weights(shapes, seed=3).items()}
+    start = prunable_mask(shapes, infos)
+    exact = prune(GLOBAL_CONV, weights, start, infos)
+    tied = prune(dataclasses.replace(GLOBAL_CONV, ties="keep"), weights, start, infos)
+    pool = [n for n in start if infos[n].kind == "conv"]
+    target = start.count() - removal_count(0.2, sum(start.layer_counts()[n] for n in pool))
+    assert exact.count() == target and 0 < tied.count() - target < 200
+    assert all(bool((exact[n] <= tied[n]).all()) for n in start)   # the exact mask is inside the tied one
+    score = {n: (weights[n].abs() + 1) - 1 for n in pool}            # the rule itself, written out
+    kept = torch.cat([score[n][tied[n]] for n in pool])
+    dropped = torch.cat([score[n][~tied[n]] for n in pool])
+    assert kept.min() > dropped.max()
+    threshold = torch.sort(torch.cat([score[n].reshape(-1) for n in pool]), descending=True).values[target - 1]
+    assert kept.min() == threshold and tied.count() == int(sum((score[n] >= threshold).sum() for n in pool))
+    with pytest.raises(TicketlabError, match="pruning.ties must be 'index' or 'keep'"):
+        PruningSpec(ties="first")
+
+
 def test_global_scope_leaves_unpooled_tensors_alone():
     shapes, infos = vgg19()
     shapes = {n: (s[0] // 8, max(s[1] // 8, 1), *s[2:]) for n, s in shapes.items()}  # small, same structure

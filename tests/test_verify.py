@@ -50,6 +50,24 @@ def test_other_modes_pass(tmp_path, mode):
     assert report.checked["start"] == (2 if mode == "rewind" else 4)  # continue: main and ticket
 
 
+def test_ties_keep_passes_and_a_mask_below_the_round_count_fails(tmp_path):
+    """pruning.ties=keep (A17) may keep more than the count: verify accepts that, recomputes the mask
+    with the tie rule, and still catches a level that kept fewer than the round's count."""
+    overrides = {**QUICK, "lottery.reinits": 0, "pruning.ties": "keep"}
+    root = run(tmp_path, **overrides)
+    report = verify_experiment(root)
+    assert report.ok, report.failures
+    assert report.checked["schedule"] == 2 and report.checked["pruned_from"] == 2
+    mask = Mask.load(job(root, 2) / layout.MASK)
+    name = next(iter(mask))
+    flat = mask[name].reshape(-1).clone()
+    flat[flat.nonzero()[:50]] = False   # 50 fewer survivors than the round allows
+    damaged = Mask({**{n: mask[n] for n in mask}, name: flat.view(mask[name].shape)})
+    damaged.save(layout.level_dir(layout.trial_dir(root, 0), 2) / layout.MASK)
+    failed = {f["check"] for f in verify_experiment(root).failures}
+    assert "schedule" in failed and "pruned_from" in failed
+
+
 def _damaged(reset_run, tmp_path):
     import shutil
     root = tmp_path / reset_run.name

@@ -114,6 +114,8 @@ class PruningSpec:
     global_rate: float = 0.2
     global_types: tuple[str, ...] = ("conv", "fc", "output")  # which prunable tensors enter the global pool
     structure_norm: str = "l1"       # strategy=structured: a unit's score, the 'l1' or 'l2' norm of its weights
+    ties: str = "index"              # magnitude: 'index' removes exactly the count (ties by position); 'keep' keeps
+                                     # every weight tied with the last survivor on fp32 (|w|+1)-1, as [EXT-a] (A17)
 
     def __post_init__(self):
         _check(self.scope in ("layer", "global"), f"pruning.scope must be 'layer' or 'global', got {self.scope!r}")
@@ -124,6 +126,8 @@ class PruningSpec:
         bad = set(self.global_types) - {"conv", "fc", "output"}
         _check(not bad, f"pruning.global_types may hold only conv, fc, output; got {sorted(bad)}")
         _check(self.structure_norm in ("l1", "l2"), f"pruning.structure_norm must be 'l1' or 'l2', got {self.structure_norm!r}")
+        _check(self.ties in ("index", "keep"), f"pruning.ties must be 'index' or 'keep', got {self.ties!r}")
+        _check(self.ties == "index" or self.strategy == "magnitude", "pruning.ties=keep applies to strategy=magnitude")
 
     def rate_for(self, kind: str) -> float:
         """The per-round rate of a layer of this kind ('conv', 'fc' or 'output') under scope='layer'."""

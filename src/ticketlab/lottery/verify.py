@@ -6,7 +6,8 @@ the papers' definitions, not from the runner's code, and reads only the store:
 
     nested         level k's mask keeps a subset of level k-1's
     schedule       each level keeps exactly the counts `ticketlab schedule` predicts (with lottery.lpr_from:
-                   the per-layer counts of that experiment's mask at the same trial and level)
+                   the per-layer counts of that experiment's mask at the same trial and level; with
+                   pruning.ties=keep: at least the round's count of the previous level's survivors)
     pruned_from    level k's mask is what pruning level k-1's trained weights gives (recomputed)
     job_mask       the IMP job, the 'ticket' branch and the reinits train under their level's mask
     random_counts  random-sparsity controls keep the ticket's per-layer counts (preserve_lpr / per_layer)
@@ -38,6 +39,7 @@ from ticketlab import TicketlabError, data, models
 from ticketlab.data import registry
 from ticketlab.lottery.status import planned_jobs
 from ticketlab.pruning import Mask, prune, schedule
+from ticketlab.pruning.schedule import groups, removal_count
 from ticketlab.pruning.magnitude import prune_to_counts
 from ticketlab.spec import LotteryExperimentSpec, ModelSpec, from_dict
 from ticketlab.steps import Step
@@ -196,6 +198,14 @@ def _check_chain(report: Verification, files: _Files, exp: LotteryExperimentSpec
             wrong = {n: (counts[n], c) for n, c in (target or {}).items() if counts.get(n) != c}
             report.expect("schedule", target is not None and not wrong, where,
                           f"kept (have, {lot.lpr_from}'s) {wrong}" if target else f"{lot.lpr_from} has no mask here")
+        elif exp.pruning.ties == "keep":   # ties may keep more than the count: at least it, never more than before
+            before = previous.layer_counts()
+            short = {}
+            for members, rate in groups(exp.pruning, list(mask), infos):
+                have, had = sum(counts[n] for n in members), sum(before[n] for n in members)
+                if not had - removal_count(rate, had) <= have <= had:
+                    short[",".join(members)] = (have, had - removal_count(rate, had))
+            report.expect("schedule", not short, where, f"kept (have, at least) {short} (pruning.ties=keep)")
         else:
             layers = {n: c for n, c in row["layers"].items() if c is not None and n in mask}
             wrong = {n: (counts[n], c) for n, c in layers.items() if counts[n] != c}

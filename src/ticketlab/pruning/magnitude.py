@@ -2,7 +2,8 @@
 
 Scope 'layer' prunes each layer at its type's rate; scope 'global' pools the tensors of
 ``spec.global_types`` and ranks them together. Ties go to the lower position (stable sort), so the
-mask is a deterministic function of the weights.
+mask is a deterministic function of the weights; ``pruning.ties=keep`` instead keeps all weights tied
+with the last survivor, on [EXT-a]'s float32 score (|w| + 1) - 1, as [S0]'s counts show.
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ def prune(spec: PruningSpec, weights: Mapping[str, torch.Tensor], mask: Mask,
         # NaN sorts as largest and would silently survive; a diverged run has no meaningful ticket.
         raise TicketlabError(f"weights of {bad} are NaN or infinite (training diverged); "
                              "lower the learning rate or check the run before pruning")
-    return prune_round(spec, mask, infos, scores)
+    if spec.ties == "keep":
+        # [EXT-a]'s score: adding 1 in float32 rounds |w| to multiples of 2**-23 near 0, so small weights
+        # tie, and every weight tied with the last survivor stays (PROTOCOL A17: [S0]'s +16..+162)
+        scores = {name: (s.float() + 1) - 1 for name, s in scores.items()}
+    return prune_round(spec, mask, infos, scores, keep_ties=spec.ties == "keep")
 
 
 def prune_to_counts(weights: Mapping[str, torch.Tensor], mask: Mask, counts: Mapping[str, int]) -> Mask:

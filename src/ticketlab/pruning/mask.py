@@ -112,13 +112,14 @@ class Mask(Mapping[str, torch.Tensor]):
     def to(self, device: torch.device | str) -> Mask:
         return Mask({name: m.to(device) for name, m in self._tensors.items()})
 
-    def drop_lowest(self, scores: Mapping[str, torch.Tensor], count: int) -> Mask:
+    def drop_lowest(self, scores: Mapping[str, torch.Tensor], count: int, keep_ties: bool = False) -> Mask:
         """Remove the ``count`` surviving positions with the smallest scores among the named tensors.
 
         The candidates are pooled in mask order; the result equals taking the first ``count`` of a
         *stable* sort, so ties go to the tensor earlier in the mask and then to the lower flat
-        index: the same input always gives the same mask. Pruned positions are never candidates,
-        so nothing is ever revived.
+        index: the same input always gives the same mask. With ``keep_ties``, only the candidates
+        scoring below the lowest survivor go ("score >= threshold" keeps), so ties may keep more.
+        Pruned positions are never candidates, so nothing is ever revived.
         """
         unknown = set(scores) - set(self)
         if unknown:
@@ -132,6 +133,8 @@ class Mask(Mapping[str, torch.Tensor]):
         if not 0 <= count <= values.numel():
             raise TicketlabError(f"cannot remove {count} weights from {values.numel()} survivors in {names}")
         victims = _first_k_of_stable_sort(values, count)
+        if keep_ties and count < values.numel():
+            victims = values < torch.kthvalue(values, count + 1).values   # below the lowest survivor
         out, start = dict(self._tensors), 0
         for name, a in zip(names, alive):
             end = start + int(a.sum().item())

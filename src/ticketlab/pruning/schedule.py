@@ -42,12 +42,13 @@ def groups(spec: PruningSpec, names: Sequence[str], infos: Mapping[str, WeightIn
 
 
 def prune_round(spec: PruningSpec, mask: Mask, infos: Mapping[str, WeightInfo],
-                scores: Mapping[str, torch.Tensor]) -> Mask:
-    """One round: from each group remove the rule's count of survivors with the lowest ``scores``."""
+                scores: Mapping[str, torch.Tensor], keep_ties: bool = False) -> Mask:
+    """One round: from each group remove the rule's count of survivors with the lowest ``scores``
+    (with ``keep_ties``, fewer: those tied with the lowest survivor stay)."""
     counts = mask.layer_counts()
     for members, rate in groups(spec, list(mask), infos):
         survivors = sum(counts[n] for n in members)
-        mask = mask.drop_lowest({n: scores[n] for n in members}, removal_count(rate, survivors))
+        mask = mask.drop_lowest({n: scores[n] for n in members}, removal_count(rate, survivors), keep_ties=keep_ties)
     return mask
 
 
