@@ -314,6 +314,10 @@ def train(model: torch.nn.Module, mask: Mask | None, splits: Splits, spec: Train
 
     if job is not None and step in keep_steps and not (job / layout.step_checkpoint(step)).exists():
         save_torch(job / layout.step_checkpoint(step), model.state_dict())
+    if progress and isinstance(splits.train_x, ImageFiles):   # decoding a million images takes minutes: say so
+        shifted = sum(len(es.x) for es in splits.eval_sets.values())
+        progress.update(step, f"end-of-run evaluations: the training split twice ({len(splits.train_x):,} images)"
+                              + (f" and the shifted test sets twice ({shifted:,})" if shifted else ""), force=True)
     final = {k: v for k, v in values.items() if k.startswith(("val/", "test/"))}
     # Training accuracy on the full training split, at the end and at the early-stopping point
     # (PROTOCOL §4.2: the evaluation set is unspecified; we use the whole training split).
