@@ -244,6 +244,8 @@ def test_the_s0_preset_runs_resnet50_end_to_end_from_the_cli(tree, tmp_path):
     from ticketlab.analysis import lottery_plots
     paths = lottery_plots.plot_levels(tmp_path, rows[0]["experiment"], tmp_path / "plots")
     assert any(p.suffix == ".png" for p in paths)
+    api.lottery_report(tmp_path / rows[0]["experiment"], tmp_path / "report")
+    assert (tmp_path / "report" / "s0.txt").read_text().strip() == table.stdout.strip()
 
 
 def test_estimate_refuses_image_folders_with_the_way_to_time_them():

@@ -5,6 +5,7 @@ running: what a results folder under ``docs/results/`` keeps (the store itself s
     jobs.csv      the index rows of its finished jobs         verify.txt   its invariants (a failure is recorded)
     table.txt     per family and level (+ one-shot, flips)   summary.txt  [S1]'s summaries against dense
     s4.txt        [S4] Tables 2-7, when it has SNIP / flips   weights.txt  Figs 15-24 in numbers (``weights=True``)
+    s0.txt        [S0]'s table, when it has shifted test sets (data.eval_sets)
     levels.png    early stop and accuracy vs Pm
 
 Files are written whole (temporary name, then rename), so a folder never holds half a table.
@@ -68,6 +69,9 @@ def write_report(root: Path, out: Path, weights: bool = False) -> list[Path]:
     if spec.get("snip") or spec.get("iterative_snip") or spec.get("flip_levels"):
         from ticketlab.analysis import s4_tables
         text("s4.txt", s4_tables.format_s4(s4_tables.s4_tables(store, name)))
+    if load_json(root / layout.SPEC)["spec"].get("data", {}).get("eval_sets"):
+        from ticketlab.analysis import s0_tables
+        text("s0.txt", s0_tables.format_s0(s0_tables.s0_table(store, name)))
     if weights and any(r["level"] > 0 for r in tagged if r["kind"] == "lottery"):
         from ticketlab.analysis import weight_tables
         text("weights.txt", weight_tables.format_weight_tables(weight_tables.weight_tables(store, name)))
