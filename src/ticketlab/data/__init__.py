@@ -11,7 +11,6 @@ Where the files come from and how they are verified: ``sources.py`` (names and m
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,8 +24,8 @@ from ticketlab.data.loader import BatchSampler, augment_batch, stable_seed
 from ticketlab.data.registry import DATASETS, DatasetDef
 from ticketlab.spec import DataSpec
 
-__all__ = ["load", "input_shape", "Splits", "ImageFiles", "EvalSet", "train_batches", "DatasetInfo", "BatchSampler", "augment_batch", "stable_seed", "DATASETS",
-           "DatasetDef"]
+__all__ = ["load", "input_shape", "train_batches", "Splits", "DatasetInfo", "ImageFiles", "EvalSet",
+           "BatchSampler", "augment_batch", "stable_seed", "DATASETS", "DatasetDef"]
 
 
 @dataclass(frozen=True)
@@ -206,7 +205,7 @@ def _load_folders(spec: DataSpec, d: DatasetDef, data_dir: str | Path | None, de
             position = {c: i for i, c in enumerate(present)}
             y = np.asarray([position[c] for c in y.tolist()], dtype=np.int64)
             classes = torch.tensor(present, dtype=torch.int64, device=device)
-        eval_sets[name] = EvalSet(files(paths), labels(y), classes, name + (" (unofficial)" if unofficial else ""))
+        eval_sets[name] = EvalSet(files(paths), labels(y), classes)
     listed = "\n".join([*train_files, *test_files, *(p for _, paths, _, _ in sets.values() for p in paths)])
     fingerprint = hashlib.sha256(listed.replace(str(root), "").encode()).hexdigest()[:16]
     info = DatasetInfo(d.name, (3, size, size), d.num_classes, not unofficial, str(root), label, fingerprint)
@@ -220,10 +219,10 @@ def _load_folders(spec: DataSpec, d: DatasetDef, data_dir: str | Path | None, de
 
 def _folder_root(d: DatasetDef, data_dir: str | Path | None) -> Path:
     """The data dir when it holds ``imagenet/``, else the cache's parent folder of datasets."""
-    root = data_dir if data_dir is not None else os.environ.get(sources.DATA_ENV) or None
-    if root is not None and (Path(root).expanduser() / d.name).is_dir():
-        return Path(root).expanduser()
+    root = sources.data_dir_from(data_dir)
+    if root is not None and (root / d.name).is_dir():
+        return root
     cache = sources.cache_root()
     if (cache / d.name).is_dir():
         return cache
-    return Path(root).expanduser() if root is not None else cache
+    return root if root is not None else cache

@@ -155,6 +155,9 @@ class ImageFiles:
         self.mean, self.std = tuple(mean), tuple(std)
         self._device = torch.device(device)
         self.workers = default_workers() if workers is None else workers
+        std64 = torch.tensor(self.std, dtype=torch.float64)
+        self._scale = (1 / (255 * std64)).float().view(1, -1, 1, 1).to(self._device)
+        self._shift = (-torch.tensor(self.mean, dtype=torch.float64) / std64).float().view(1, -1, 1, 1).to(self._device)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -179,10 +182,7 @@ class ImageFiles:
 
     def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
         """uint8 ``[N, 3, S, S]`` -> (pixels / 255 - mean) / std in float32 on the device, as one multiply-add."""
-        std = torch.tensor(self.std, dtype=torch.float64)
-        scale = (1 / (255 * std)).float().view(1, -1, 1, 1).to(self._device)
-        shift = (-torch.tensor(self.mean, dtype=torch.float64) / std).float().view(1, -1, 1, 1).to(self._device)
-        return torch.addcmul(shift, pixels.to(self._device, non_blocking=True).float(), scale)
+        return torch.addcmul(self._shift, pixels.to(self._device, non_blocking=True).float(), self._scale)
 
     def __getitem__(self, key) -> torch.Tensor:
         """The images ``key`` (a slice, or indices), decoded by the evaluation transform."""
@@ -270,4 +270,3 @@ class EvalSet:
     x: ImageFiles
     y: torch.Tensor
     classes: torch.Tensor | None
-    label: str

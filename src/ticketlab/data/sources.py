@@ -43,12 +43,12 @@ class Found:
 def read(d: DatasetDef, data_dir: str | Path | None = None, allow_unofficial: bool = False,
          offline: bool | None = None) -> Found:
     """Locate, verify and read dataset ``d``. ``data_dir``/``offline`` default to ``$TICKETLAB_DATA``/``$TICKETLAB_OFFLINE``."""
-    root = data_dir if data_dir is not None else os.environ.get(DATA_ENV) or None
+    root = data_dir_from(data_dir)
     offline = offline_from_env() if offline is None else offline
     cache = cache_root() / d.name
     places = [("cache", cache)] + [("system copy", Path(p)) for p in d.system_dirs]
     if root is not None:
-        places.insert(0, ("data dir", Path(root).expanduser() / d.name))
+        places.insert(0, ("data dir", root / d.name))
 
     tried = [] if root is not None else ["data dir: not given"]
     for label, folder in places:
@@ -72,6 +72,12 @@ def read(d: DatasetDef, data_dir: str | Path | None = None, allow_unofficial: bo
             return _read_folder(d, paths, f"{cache} (fetched: {route.description})", allow_unofficial)
         tried.append(f"{route.description}: left {', '.join(missing)} missing")
     raise _not_found(d, cache, tried)
+
+
+def data_dir_from(data_dir: str | Path | None) -> Path | None:
+    """The data directory: ``data_dir`` if given, else ``$TICKETLAB_DATA``, else None."""
+    root = data_dir if data_dir is not None else os.environ.get(DATA_ENV) or None
+    return None if root is None else Path(root).expanduser()
 
 
 def cache_root() -> Path:
