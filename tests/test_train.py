@@ -199,3 +199,32 @@ def test_progress_lines_for_logs_and_workers(monkeypatch):
     assert silent.getvalue() == ""
     monkeypatch.setenv("CI", "true")
     assert not progress_module.Progress("x", 10, stream=io.StringIO()).enabled
+
+
+@pytest.mark.parametrize("engine", ["single", "mlp"])
+def test_train_eval_size_measures_training_accuracy_on_every_kth_example(engine, tmp_path):
+    from ticketlab.data import train_eval_split
+    from ticketlab.train.batched import train_batched
+    from ticketlab.train.loop import evaluate
+    spec = quick_spec(**{"data.train_eval_size": "100", "training.steps": "20it"})
+    splits = api.load_splits(spec.data)
+    x, y = train_eval_split(splits)
+    k = len(splits.train_x) // 100   # 5,800 // 100 = 58: spread over the whole split
+    assert len(y) == 100 and torch.equal(x, splits.train_x[::k]) and torch.equal(y, splits.train_y[::k])
+    assert train_eval_split(api.load_splits(quick_spec().data))[0].shape == splits.train_x.shape   # default: all
+    models = [build_model(spec, splits) for _ in range(2 if engine == "mlp" else 1)]
+    mask = random_mask(models[0])
+    if engine == "single":
+        results = [train(models[0], mask, splits, spec.training)]
+    else:
+        results = train_batched(models, [mask, mask], splits, [spec.training] * 2, engine="mlp", sparse_below=0)
+    for model, result in zip(models, results):
+        loss, accuracy = evaluate(model, x, y)
+        whole_loss, _ = evaluate(model, splits.train_x, splits.train_y)
+        assert result.final["train/accuracy"] == pytest.approx(accuracy, abs=1e-9)
+        assert result.final["train/loss"] == pytest.approx(loss, rel=1e-5)
+        assert loss != pytest.approx(whole_loss, rel=1e-5)
+    summary = api.train(spec, tmp_path)
+    assert summary["train_eval_examples"] == 100 and "train_eval_examples" not in api.train(quick_spec(), tmp_path)
+    with pytest.raises(TicketlabError, match="train_eval_size"):
+        quick_spec(**{"data.train_eval_size": "-1"})

@@ -33,10 +33,12 @@ class DataSpec:
     allow_unofficial: bool = False  # load a copy whose md5 differs from the official files (labelled)
     image_size: int = 0           # image folders (imagenet): side of the decoded crops (0 = the dataset's, 224)
     eval_sets: tuple[str, ...] = ()  # image folders: shifted test sets reported beside test ([S0]: IN-V2/R/A/Sketch)
+    train_eval_size: int = 0      # training accuracy on N examples spread evenly over the split (0 = all)
 
     def __post_init__(self):
         _check(self.val_size >= 0, "data.val_size must be >= 0")
         _check(self.train_subset >= 0, "data.train_subset must be >= 0 (0 = all)")
+        _check(self.train_eval_size >= 0, "data.train_eval_size must be >= 0 (0 = the whole training split)")
         _check(self.image_size >= 0, "data.image_size must be >= 0 (0 = the dataset's own size)")
         _check(len(set(self.eval_sets)) == len(self.eval_sets), f"data.eval_sets names a set twice: {self.eval_sets}")
 

@@ -24,7 +24,7 @@ from ticketlab.data.loader import BatchSampler, augment_batch, stable_seed
 from ticketlab.data.registry import DATASETS, DatasetDef
 from ticketlab.spec import DataSpec
 
-__all__ = ["load", "input_shape", "train_batches", "Splits", "DatasetInfo", "ImageFiles", "EvalSet",
+__all__ = ["load", "input_shape", "train_batches", "train_eval_split", "Splits", "DatasetInfo", "ImageFiles", "EvalSet",
            "BatchSampler", "augment_batch", "stable_seed", "DATASETS", "DatasetDef"]
 
 
@@ -60,6 +60,20 @@ class Splits:
     val_index: torch.Tensor | None = None
     spec: DataSpec | None = None   # what was loaded (data-parallel followers load the same)
     eval_sets: dict[str, EvalSet] = field(default_factory=dict)   # shifted test sets, reported beside test
+
+
+def train_eval_split(splits: Splits) -> tuple[torch.Tensor | ImageFiles, torch.Tensor]:
+    """The training examples whose loss and accuracy are reported: the whole split, or with
+    ``data.train_eval_size=N`` every k-th of them (k = len // N), so the classes stay as balanced as
+    in the split however it is ordered (image folders list class by class)."""
+    n = splits.spec.train_eval_size if splits.spec is not None else 0
+    total = len(splits.train_x)
+    if not n or n >= total:
+        return splits.train_x, splits.train_y
+    part = slice(0, total // n * n, total // n)
+    if isinstance(splits.train_x, ImageFiles):
+        return splits.train_x.view(part), splits.train_y[part]
+    return splits.train_x[part].contiguous(), splits.train_y[part].contiguous()
 
 
 def input_shape(spec: DataSpec) -> tuple[int, ...]:

@@ -48,7 +48,7 @@ from typing import NamedTuple, Sequence
 import torch
 
 from ticketlab import TicketlabError
-from ticketlab.data import BatchSampler, ImageFiles, Splits, augment_batch
+from ticketlab.data import BatchSampler, ImageFiles, Splits, augment_batch, train_eval_split
 from ticketlab.exec import ddp
 from ticketlab.models import Model
 from ticketlab.models.lenet import Lenet
@@ -322,13 +322,14 @@ def _train_stacked(models, masks, specs, jobs, splits, kind, augment, progress, 
     for k, (state, stop, stopped) in enumerate(finals):
         save_step(stop, k, state)
         stacked.load(k, state)
-    final_train = evaluate_batched(stacked, splits.train_x, splits.train_y, chunk, spec.precision)
+    train_x, train_y = train_eval_split(splits)
+    final_train = evaluate_batched(stacked, train_x, train_y, chunk, spec.precision)
     # test_eval=reported: the test set on the final weights of models stopped before the last step ...
     final_test = (evaluate_batched(stacked, splits.test_x, splits.test_y, chunk, spec.precision)
                   if any("test/accuracy" not in values[k] for k in range(count)) else None)
     for k in range(count):
         stacked.load(k, best[k])
-    best_train = evaluate_batched(stacked, splits.train_x, splits.train_y, chunk, spec.precision)
+    best_train = evaluate_batched(stacked, train_x, train_y, chunk, spec.precision)
     # ... and on the early-stop weights
     best_test = (evaluate_batched(stacked, splits.test_x, splits.test_y, chunk, spec.precision)
                  if any("test/accuracy" not in t.at_best for t in trackers) else None)

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from ticketlab import models
-from ticketlab.data import Splits
+from ticketlab.data import Splits, train_eval_split
 from ticketlab.pruning import Mask, apply_mask
 from ticketlab.spec import TrainSpec, to_dict
 from ticketlab.store import index, layout
@@ -123,6 +123,7 @@ def finish_job(job: Path, spec: TrainSpec, splits: Splits, model: models.Model, 
         "final_test_accuracy": result.final["test/accuracy"],
         "final_val_accuracy": result.final["val/accuracy"],
         "final_train_accuracy": result.final["train/accuracy"],
+        **({"train_eval_examples": len(train_eval_split(splits)[1])} if spec.data.train_eval_size else {}),
         "wall_seconds": result.wall_seconds,   # every process's time on it, across resumes
         "batch_models": result.batch_models,   # models that shared that time (batched engine)
     }

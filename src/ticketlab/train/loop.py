@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ticketlab.data import BatchSampler, ImageFiles, Splits, train_batches
+from ticketlab.data import BatchSampler, ImageFiles, Splits, train_batches, train_eval_split
 from ticketlab.exec import ddp
 from ticketlab import TicketlabError
 from ticketlab.pruning import Mask
@@ -314,20 +314,21 @@ def train(model: torch.nn.Module, mask: Mask | None, splits: Splits, spec: Train
 
     if job is not None and step in keep_steps and not (job / layout.step_checkpoint(step)).exists():
         save_torch(job / layout.step_checkpoint(step), model.state_dict())
+    train_x, train_y = train_eval_split(splits)
     if progress and isinstance(splits.train_x, ImageFiles):   # decoding a million images takes minutes: say so
         shifted = sum(len(es.x) for es in splits.eval_sets.values())
-        progress.update(step, f"end-of-run evaluations: the training split twice ({len(splits.train_x):,} images)"
+        progress.update(step, f"end-of-run evaluations: the training split twice ({len(train_x):,} images)"
                               + (f" and the shifted test sets twice ({shifted:,})" if shifted else ""), force=True)
     final = {k: v for k, v in values.items() if k.startswith(("val/", "test/"))}
-    # Training accuracy on the full training split, at the end and at the early-stopping point
-    # (PROTOCOL §4.2: the evaluation set is unspecified; we use the whole training split).
-    final["train/loss"], final["train/accuracy"] = evaluate(model, splits.train_x, splits.train_y, chunk, spec.precision, world)
+    # Training accuracy at the end and at the early-stopping point (PROTOCOL §4.2 leaves the set open:
+    # the whole training split, or data.train_eval_size examples of it)
+    final["train/loss"], final["train/accuracy"] = evaluate(model, train_x, train_y, chunk, spec.precision, world)
     if "test/accuracy" not in final:  # test_eval=reported and a patience stop before the last step
         final["test/loss"], final["test/accuracy"] = evaluate(model, splits.test_x, splits.test_y, chunk, spec.precision, world)
     at_best = dict(tracker.at_best)
     final_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     model.load_state_dict(best_state)
-    at_best["train/loss"], at_best["train/accuracy"] = evaluate(model, splits.train_x, splits.train_y, chunk, spec.precision, world)
+    at_best["train/loss"], at_best["train/accuracy"] = evaluate(model, train_x, train_y, chunk, spec.precision, world)
     if "test/accuracy" not in at_best:
         at_best["test/loss"], at_best["test/accuracy"] = evaluate(model, splits.test_x, splits.test_y, chunk, spec.precision, world)
     for name, es in splits.eval_sets.items():   # shifted test sets, where the test set is reported ([S0])
