@@ -349,3 +349,40 @@ def test_test_eval_reported_needs_fixed_iterations_at_the_end():
     exp = api.make_experiment("lenet", overrides={**QUICK, "training.test_eval": "reported",
                                                   "lottery.fixed_iterations": "60it"})
     assert exp.training.test_eval == "reported"
+
+
+def test_a_deeper_or_wider_experiment_reuses_the_finished_jobs_of_a_smaller_one(tmp_path):
+    shallow, shallow_root = run(tmp_path / "store", **{"lottery.levels": 1, "lottery.reinits": 1})
+    logged = []
+    deep = api.make_experiment("lenet", overrides={**QUICK, "lottery.levels": 2, "lottery.trials": 2, "lottery.reinits": 1})
+    from ticketlab.lottery import adopt
+    assert [root for root, _ in adopt.sources(tmp_path / "store", deep)] == [shallow_root]   # what --dry-run names
+    assert adopt.sources(tmp_path / "store", deep, "another dataset") == []
+    root = api.lottery(deep, tmp_path / "store", progress=False, log=logged.append)
+    assert root != shallow_root
+    shared = sorted(p.parent.relative_to(shallow_root) for p in shallow_root.rglob(layout.SUMMARY))
+    assert len(shared) == 3   # trial 0: level 0, level 1 and its reinit
+    assert [line for line in logged if "reused" in line] == [
+        f"[lottery {root.name.removeprefix('lottery-')}] reused 3 finished jobs of {shallow_root.name} "
+        f"(same settings, 1 trials x 1 levels)"]
+    trained = [line for line in logged if "Pm" in line]
+    assert len(trained) == len(list(root.rglob(layout.SUMMARY))) - 3   # only the new jobs trained
+    for relative in shared:
+        summary = load_json(root / relative / layout.SUMMARY)
+        assert summary["experiment"] == root.name and summary["run_id"].startswith(root.name.removeprefix("lottery-") + "-t0-")
+        assert summary["path"] == str((root / relative).resolve())
+        assert load_json(root / relative / layout.SPEC)["context"]["experiment"] == root.name
+    assert {r["experiment"] for r in api.results(tmp_path / "store")} == {shallow_root.name, root.name}
+    assert sum(r["experiment"] == root.name for r in api.results(tmp_path / "store")) == len(list(root.rglob(layout.SUMMARY)))
+    # the same bits as the deep experiment trained from nothing in a store of its own
+    alone = api.lottery(deep, tmp_path / "alone", progress=False, log=lambda *a: None)
+    finals = sorted(p.relative_to(root) for p in root.rglob(layout.FINAL))
+    assert finals == sorted(p.relative_to(alone) for p in alone.rglob(layout.FINAL)) and len(finals) == 10   # per trial: 3 levels, 2 reinits
+    for relative in finals:
+        a, b = load_torch(root / relative), load_torch(alone / relative)
+        assert all(torch.equal(a[k], b[k]) for k in a), relative
+    # other settings reuse nothing
+    logged.clear()
+    api.lottery(api.make_experiment("lenet", overrides={**QUICK, "lottery.levels": 2, "pruning.fc_rate": 0.5}),
+                tmp_path / "store", progress=False, log=logged.append)
+    assert not [line for line in logged if "reused" in line]

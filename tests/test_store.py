@@ -52,6 +52,6 @@ def test_concurrent_processes_share_a_store(tmp_path):
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
     summaries = [json.loads(o[0]) for o in outs]
-    assert summaries[0] == summaries[1] and summaries[2] == summaries[3]
+    assert summaries[0] == summaries[1] and summaries[2] == summaries[3], summaries
     rows = index.query(tmp_path)
-    assert sorted(r["run_id"] for r in rows) == sorted({s["run_id"] for s in summaries})
+    assert sorted(r["run_id"] for r in rows) == sorted({s["run_id"] for s in summaries}), (rows, summaries)

@@ -226,9 +226,14 @@ def cmd_lottery(args) -> None:
     from ticketlab.analysis import lottery_tables
     experiments = api.make_experiments(args.model, args.preset, parse_set(args.set))
     if args.dry_run:
-        from ticketlab.lottery import status
+        from ticketlab.lottery import adopt, status
+        from ticketlab.store import layout
         for exp in experiments:
             print(status.format_status(api.lottery_status(exp, args.store)))
+            if not (api.experiment_folder(exp, args.store) / layout.SPEC).exists():
+                for source, other in adopt.sources(Path(args.store), exp):
+                    print(f"  when it runs, reuses the finished jobs of {source.name} (same settings, "
+                          f"{other.lottery.trials} trials x {other.lottery.levels} levels), if made from the same data")
         return
     if args.estimate:
         from ticketlab.lottery import estimate, status

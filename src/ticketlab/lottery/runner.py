@@ -28,6 +28,7 @@ from typing import Iterator, NamedTuple
 
 from ticketlab import TicketlabError, models
 from ticketlab.data import Splits
+from ticketlab.lottery.adopt import adopt
 from ticketlab.lottery.branches import Branch, LevelContext, at_init, controls, needs_ticket, ticket_levels_start
 from ticketlab.models.init import layer_init_std
 from ticketlab.pruning import Mask, prune
@@ -82,6 +83,8 @@ class Lottery:
         of them that are ready at once (level k's IMP jobs, level k-1's tickets and controls) train in
         one batch of the batched engine."""
         if not (self.root / layout.SPEC).exists():
+            for line in adopt(self.store, self.exp, self.root, self.splits.info.label):
+                self.log(f"[lottery {self.name}] {line}")
             save_json(self.root / layout.SPEC, {"kind": "lottery", "name": self.name, "spec": to_dict(self.exp),
                                                 "data": self.splits.info.label})
         plans = [self._trial_plan(t) for t in (trials if trials is not None else range(self.exp.lottery.trials))]

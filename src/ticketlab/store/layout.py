@@ -2,6 +2,8 @@
 
     <store>/index.sqlite                      queryable index of finished jobs (rebuildable from summaries)
     <store>/<kind>-<hash>/spec.json           the experiment's full hyperparameters, readable
+    <store>/lottery-<hash>/ADOPT.lock         flock target while finished jobs of a shallower experiment
+                                              are copied in (lottery/adopt.py)
     <store>/<kind>-<hash>/...                 one job directory (a single training run), or for a
                                               lottery: trial_<t>/level_<k>/<branch>/ job directories,
                                               trial_<t>/oneshot_<p>/<branch>/ and the LTH_flip chains
@@ -33,6 +35,7 @@ FINAL = "final.pt"
 BEST = "best.pt"
 SUMMARY = "summary.json"
 LOCK = "LOCK"
+ADOPT_LOCK = "ADOPT.lock"
 
 
 def step_checkpoint(step: int) -> str:
