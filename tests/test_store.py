@@ -55,3 +55,50 @@ def test_concurrent_processes_share_a_store(tmp_path):
     assert summaries[0] == summaries[1] and summaries[2] == summaries[3], summaries
     rows = index.query(tmp_path)
     assert sorted(r["run_id"] for r in rows) == sorted({s["run_id"] for s in summaries}), (rows, summaries)
+
+
+def test_index_writes_retry_the_busy_errors_sqlite_does_not_wait_out(tmp_path, monkeypatch):
+    # In WAL mode SQLite can answer "database is locked" at once (a stale snapshot, a racing recovery):
+    # the index retries such errors, and only such errors, instead of failing the job that wrote it.
+    import sqlite3
+    real_connect, failures = sqlite3.connect, {"left": 3}
+
+    class Flaky:
+        def __init__(self, conn):
+            self.conn = conn
+
+        def execute(self, sql, *args):
+            if sql == "BEGIN IMMEDIATE" and failures["left"] > 0:
+                failures["left"] -= 1
+                raise sqlite3.OperationalError("database is locked")
+            return self.conn.execute(sql, *args)
+
+        def close(self):
+            self.conn.close()
+
+    monkeypatch.setattr(index.sqlite3, "connect", lambda *a, **k: Flaky(real_connect(*a, **k)))
+    index.record(tmp_path, {"run_id": "a", "path": "p"})
+    assert failures["left"] == 0 and [r["run_id"] for r in index.query(tmp_path)] == ["a"]
+    failures["left"] = 10 ** 6
+    monkeypatch.setattr(index, "_RETRY_SECONDS", 0.2)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):   # not forever
+        index.record(tmp_path, {"run_id": "b", "path": "q"})
+
+
+WRITER = """
+import sys
+from pathlib import Path
+from ticketlab.store import index
+for k in range(100):
+    index.record(Path(sys.argv[1]), {"run_id": sys.argv[2], "path": f"{sys.argv[2]}-{k}", "level": k})
+    if k % 10 == 0:
+        index.query(Path(sys.argv[1]))
+"""
+
+
+def test_many_processes_write_one_index(tmp_path):
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), str(i)], stderr=subprocess.PIPE, text=True)
+             for i in range(4)]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert all(p.returncode == 0 for p in procs), errors
+    assert len(index.query(tmp_path)) == 400
