@@ -73,7 +73,7 @@ def train_eval_split(splits: Splits) -> tuple[torch.Tensor | ImageFiles, torch.T
     part = slice(0, total // n * n, total // n)
     if isinstance(splits.train_x, ImageFiles):
         return splits.train_x.view(part), splits.train_y[part]
-    return splits.train_x[part].contiguous(), splits.train_y[part].contiguous()
+    return splits.train_x[part], splits.train_y[part]   # strided views: nothing is copied
 
 
 def input_shape(spec: DataSpec) -> tuple[int, ...]:

@@ -24,10 +24,10 @@ from ticketlab.store.artifacts import load_json, locked, save_json
 _NUMBERED = re.compile(r"^(level|flip)_(\d+)$")
 
 
-def _same_but_depth(exp: LotteryExperimentSpec, other: LotteryExperimentSpec) -> bool:
-    """Whether ``other`` is ``exp`` with other ``lottery.levels`` / ``lottery.trials``."""
+def _same_but_depth(exp: LotteryExperimentSpec, name: str, other: LotteryExperimentSpec) -> bool:
+    """Whether ``other`` is ``exp`` (named ``name``) with other ``lottery.levels`` / ``lottery.trials``."""
     widened = replace(other, lottery=replace(other.lottery, levels=exp.lottery.levels, trials=exp.lottery.trials))
-    return spec_hash(widened, "lottery") == spec_hash(exp, "lottery")
+    return spec_hash(widened, "lottery") == name
 
 
 def sources(store: Path, exp: LotteryExperimentSpec,
@@ -45,7 +45,7 @@ def sources(store: Path, exp: LotteryExperimentSpec,
             other = from_dict(LotteryExperimentSpec, meta["spec"])
         except Exception:   # an unreadable or older experiment is simply not a source
             continue
-        if data_label in (None, meta.get("data")) and _same_but_depth(exp, other):
+        if data_label in (None, meta.get("data")) and _same_but_depth(exp, name, other):
             found.append((root, other))
     return found
 
@@ -53,7 +53,7 @@ def sources(store: Path, exp: LotteryExperimentSpec,
 def adopt(store: Path, exp: LotteryExperimentSpec, root: Path, data_label: str) -> list[str]:
     """Copy into ``root`` the finished jobs ``exp`` shares with other experiments in ``store`` (see the
     module's docstring); return one line per source experiment saying what was copied."""
-    name, lines = spec_hash(exp, "lottery"), []
+    lines = []
     with locked(root / layout.ADOPT_LOCK):
         for source, other in sources(store, exp, data_label):
             copied = 0
@@ -66,7 +66,7 @@ def adopt(store: Path, exp: LotteryExperimentSpec, root: Path, data_label: str) 
                         continue
                     target = layout.trial_dir(root, trial) / relative
                     if not target.exists():
-                        _copy_job(job, target, source.name, f"lottery-{name}")
+                        _copy_job(job, target, source.name, root.name)
                         copied += 1
             if copied:
                 lines.append(f"reused {copied} finished jobs of {source.name} (same settings, "
@@ -92,18 +92,19 @@ def _copy_job(job: Path, target: Path, old: str, new: str) -> None:
             os.link(path, partial / path.name)   # finished jobs' files are never written again
         except OSError:
             shutil.copy2(path, partial / path.name)
-    old_id, new_id = old.removeprefix("lottery-"), new.removeprefix("lottery-")
     spec = load_json(job / layout.SPEC)
     if isinstance(spec.get("context"), dict):
-        spec["context"] = _renamed(spec["context"], old, new, old_id, new_id)
+        spec["context"] = _renamed(spec["context"], old, new)
     save_json(partial / layout.SPEC, spec)
-    summary = _renamed(load_json(job / layout.SUMMARY), old, new, old_id, new_id)
+    summary = _renamed(load_json(job / layout.SUMMARY), old, new)
     summary["path"] = str(target.resolve())
     save_json(partial / layout.SUMMARY, summary)   # written last: the job counts as finished once renamed
     os.replace(partial, target)
 
 
-def _renamed(record: dict, old: str, new: str, old_id: str, new_id: str) -> dict:
+def _renamed(record: dict, old: str, new: str) -> dict:
+    """``record`` with experiment ``old`` (``lottery-<hash>``) renamed ``new``, in its name and run id."""
+    old_id, new_id = old.removeprefix("lottery-"), new.removeprefix("lottery-")
     record = dict(record)
     if record.get("experiment") == old:
         record["experiment"] = new

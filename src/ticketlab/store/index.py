@@ -45,19 +45,17 @@ def _retrying(action):
 
 
 def _connect(store: Path) -> sqlite3.Connection:
-    """A connection in autocommit mode (transactions are explicit), on the index in WAL mode."""
+    """A connection in autocommit mode (transactions are explicit), on the index in WAL mode; its
+    callers retry the whole attempt (``_retrying``)."""
     Path(store).mkdir(parents=True, exist_ok=True)
-
-    def connect():
-        conn = sqlite3.connect(Path(store) / layout.INDEX, timeout=60, isolation_level=None)
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(_SCHEMA)
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-    return _retrying(connect)
+    conn = sqlite3.connect(Path(store) / layout.INDEX, timeout=60, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(_SCHEMA)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 def _write(store: Path, statements: list[tuple[str, list]]) -> None:
