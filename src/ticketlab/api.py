@@ -7,8 +7,8 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
+from dataclasses import replace
 from typing import Any, Mapping
 
 import torch
@@ -17,7 +17,7 @@ from ticketlab import TicketlabError, data, models
 from ticketlab.pruning import Mask
 from ticketlab.spec import LotteryExperimentSpec, PruningSpec, TrainSpec, apply_overrides, spec_hash
 from ticketlab.store import index, layout
-from ticketlab.train.batched import SPARSE_BELOW
+from ticketlab.options import RunOptions, check_device, resolve
 from ticketlab.train.job import run_job
 
 
@@ -39,44 +39,27 @@ def make_pruning(model: str, overrides: Mapping[str, Any] | None = None) -> Prun
     return apply_overrides(PruningSpec(), {**defaults, **dict(overrides or {})})
 
 
-def check_device(name: str | torch.device) -> torch.device:
-    """``name`` as a device this process can use (cpu, cuda, cuda:N), or an error saying what to do."""
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise TicketlabError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
-            raise TicketlabError(f"device {name!r}: no GPU is usable here (torch {torch.__version__} is {build}); "
-                                 "install a CUDA build of torch on a machine with an NVIDIA GPU, or use --device cpu")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise TicketlabError(f"device {name!r}: only {torch.cuda.device_count()} GPU(s) visible (cuda:0 ...)")
-    elif device.type != "cpu":
-        raise TicketlabError(f"device {name!r} is not supported; use cpu, cuda or cuda:N")
-    return device
-
-
-@functools.lru_cache(maxsize=4)
 def load_splits(data_spec, data_dir: str | None = None, device: str = "cpu") -> data.Splits:
     """The dataset of ``data_spec`` on ``device`` (cached per process: experiments reuse it)."""
-    return data.load(data_spec, data_dir=data_dir, device=check_device(device))
+    return data.load_cached(data_spec, str(data_dir) if data_dir else None, str(device))
 
 
-def train(spec: TrainSpec, store: str | Path, *, mask: Mask | None = None, data_dir: str | None = None,
-          device: str = "cpu", progress: bool | str | None = None, checkpoint_seconds: float = 60.0) -> dict:
-    """Train one network (dense, or under ``mask``) in the store; returns its summary.
+def train(spec: TrainSpec, store: str | Path, *, mask: Mask | None = None, options: RunOptions | None = None,
+          **settings) -> dict:
+    """Train one network (dense, or under ``mask``) in the store; returns its summary. ``options`` (or
+    its fields as keywords: ``device="cuda"``, ``progress=False``, ...) say how it runs.
 
     The run is named by the hash of its non-default hyperparameters (and the mask's hash), so the
-    same call twice trains once, and a killed call resumes where it stopped."""
+    same call twice trains once, and a killed call resumes where it stopped. A single job trains
+    through the single loop (``engine="auto"`` means sequential here)."""
+    options = resolve(options, **settings)
     store = Path(store)
     extra = {"mask": mask.hash()} if mask is not None else None
     name = spec_hash(spec, "train", extra)
-    splits = load_splits(spec.data, str(data_dir) if data_dir else None, device)
+    splits = load_splits(spec.data, options.data_dir, options.device)
     job = layout.experiment_dir(store, "train", name)
     context = {"run_id": name, "experiment": f"train-{name}", "kind": "train", "branch": "main", "trial": 0, "level": 0}
-    return run_job(job, spec, splits, mask=mask, context=context, store=store, progress=progress,
-                   checkpoint_seconds=checkpoint_seconds)
+    return run_job(job, spec, splits, mask=mask, context=context, store=store, options=options)
 
 
 def results(store: str | Path, where: Mapping[str, Any] | None = None) -> list[dict]:
@@ -110,47 +93,39 @@ def make_experiment(model: str | None = None, preset: str | None = None,
     return apply_overrides(apply_overrides(spec, settings), overrides)
 
 
-def lottery(exp: LotteryExperimentSpec, store: str | Path, *, data_dir: str | None = None, device: str = "cpu",
-            progress: bool | str | None = None, workers: int = 1, checkpoint_seconds: float = 60.0,
-            trials: list[int] | None = None, log=print, batch_models: int = 0, engine: str = "auto",
-            sparse_below: float | None = None) -> Path:
+def lottery(exp: LotteryExperimentSpec, store: str | Path, *, options: RunOptions | None = None, workers: int = 1,
+            trials: list[int] | None = None, log=print, **settings) -> Path:
     """Run (or resume, or just find) a lottery experiment; returns its folder in the store.
 
-    ``workers`` > 1 spreads the trials over that many processes, one thread each; ``batch_models`` caps
-    how many ready jobs the batched engine trains at once (0: as many as fit in memory); ``engine="sequential"``
-    trains every job through the single loop instead; Lenet layers keeping less than ``sparse_below``
-    (default ``train.batched.SPARSE_BELOW``; 0: never) of their weights train with sparse matmuls."""
-    from ticketlab.lottery.runner import Lottery
-    check_device(device)   # before any worker starts
+    ``options`` (or its fields as keywords: ``progress=False``, ``engine="sequential"``, ...) say how the
+    jobs run (``ticketlab.options.RunOptions``); ``workers`` > 1 spreads the trials over that many
+    processes, one thread each."""
+    from ticketlab.lottery.runner import run_trials
+    options = resolve(options, **settings)
+    check_device(options.device)   # before any worker starts
     trials = list(range(exp.lottery.trials)) if trials is None else trials
     if workers > 1 and len(trials) > 1:
         from ticketlab.exec import local
         # workers share the terminal: plain progress lines, not bars redrawn over each other
-        worker_progress = "lines" if progress is None or progress is True else progress
-        local.spread_trials(lottery, trials, workers, exp=exp, store=store, data_dir=data_dir, device=device,
-                            progress=worker_progress, checkpoint_seconds=checkpoint_seconds,
-                            batch_models=batch_models, engine=engine, sparse_below=sparse_below)
+        if options.progress is None or options.progress is True:
+            options = replace(options, progress="lines")
+        local.spread_trials(run_trials, trials, workers, exp=exp, store=Path(store), options=options)
     else:
-        splits = load_splits(exp.data, str(data_dir) if data_dir else None, device)
-        Lottery(exp, Path(store), splits, progress=progress, checkpoint_seconds=checkpoint_seconds, log=log,
-                batch_models=batch_models, engine=engine,
-                sparse_below=SPARSE_BELOW if sparse_below is None else sparse_below).run(trials)
+        run_trials(exp, Path(store), trials, options, log=log)
     return experiment_folder(exp, store)
 
 
 def lottery_on_ray(experiments: list[LotteryExperimentSpec], store: str | Path, *, address: str | None = None,
-                   cpus: int | None = None, gpus_per_task: float = 0, data_dir: str | None = None,
-                   device: str = "cpu", checkpoint_seconds: float = 60.0, batch_models: int = 0,
-                   engine: str = "auto", sparse_below: float | None = None) -> list[Path]:
+                   cpus: int | None = None, gpus_per_task: float = 0, options: RunOptions | None = None,
+                   **settings) -> list[Path]:
     """Run (or resume) every trial of every experiment as a Ray task at once (``ticketlab.exec.ray``:
     ``address`` joins a running cluster, None starts one here with ``cpus`` CPUs); their folders."""
     from ticketlab.exec import ray
+    options = resolve(options, **settings)
     if address is None:   # a remote cluster's machines may have GPUs this one lacks
-        check_device(device)
+        check_device(options.device)
     tasks = [(exp, trial) for exp in experiments for trial in range(exp.lottery.trials)]
-    ray.run_trials(tasks, store, address=address, cpus=cpus, gpus_per_task=gpus_per_task, data_dir=data_dir,
-                   device=device, checkpoint_seconds=checkpoint_seconds, batch_models=batch_models, engine=engine,
-                   sparse_below=sparse_below)
+    ray.run_trials(tasks, store, address=address, cpus=cpus, gpus_per_task=gpus_per_task, options=options)
     return [experiment_folder(exp, store) for exp in experiments]
 
 

@@ -10,6 +10,7 @@ Where the files come from and how they are verified: ``sources.py`` (names and m
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from ticketlab.data.loader import BatchSampler, augment_batch, stable_seed
 from ticketlab.data.registry import DATASETS, DatasetDef
 from ticketlab.spec import DataSpec
 
-__all__ = ["load", "input_shape", "train_batches", "train_eval_split", "Splits", "DatasetInfo", "ImageFiles", "EvalSet",
+__all__ = ["load", "load_cached", "input_shape", "train_batches", "train_eval_split", "Splits", "DatasetInfo", "ImageFiles", "EvalSet",
            "BatchSampler", "augment_batch", "stable_seed", "DATASETS", "DatasetDef"]
 
 
@@ -80,6 +81,13 @@ def input_shape(spec: DataSpec) -> tuple[int, ...]:
     """(C, H, W) of the images ``spec`` loads: the dataset's own, or ``data.image_size`` square for image folders."""
     shape = registry.get(spec.dataset).input_shape
     return (shape[0], spec.image_size, spec.image_size) if spec.image_size else shape
+
+
+@functools.lru_cache(maxsize=4)
+def load_cached(spec: DataSpec, data_dir: str | None = None, device: str = "cpu") -> Splits:
+    """``load`` on a checked ``device``, cached per process: the experiments and jobs of one process reuse it."""
+    from ticketlab.options import check_device
+    return load(spec, data_dir=data_dir, device=check_device(device))
 
 
 def load(spec: DataSpec, data_dir: str | Path | None = None, device: torch.device | str = "cpu",

@@ -142,11 +142,11 @@ def announce(model, mask, splits, spec, *, augment: bool, start_step: int) -> No
 
 def follow(data_dir: str | None, device: str) -> int:
     """A follower: join every training the leader announces, until it says it is done; the number joined."""
-    from ticketlab import api, models
+    from ticketlab import data, models
     from ticketlab.train.loop import train
     joined = 0
     while (call := _broadcast(None)) is not None:
-        splits = api.load_splits(call["data"], data_dir, device)
+        splits = data.load_cached(call["data"], data_dir, device)
         model = models.build(call["model"], call["input_shape"], call["num_classes"]).to(splits.train_x.device)
         train(model, call["mask"], splits, call["training"], augment=call["augment"], start_step=call["start_step"])
         joined += 1

@@ -14,9 +14,11 @@ Killing the command ends its tasks (Ray's jobs share the fate of their driver); 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from ticketlab import TicketlabError
+from ticketlab.options import RunOptions
 from ticketlab.spec import LotteryExperimentSpec
 
 
@@ -31,9 +33,7 @@ def _ray():
 
 
 def run_trials(tasks: list[tuple[LotteryExperimentSpec, int]], store: str | Path, *, address: str | None = None,
-               cpus: int | None = None, gpus_per_task: float = 0, data_dir: str | None = None, device: str = "cpu",
-               checkpoint_seconds: float = 60.0, batch_models: int = 0, engine: str = "auto",
-               sparse_below: float | None = None) -> None:
+               cpus: int | None = None, gpus_per_task: float = 0, options: RunOptions = RunOptions()) -> None:
     """Train every (experiment, trial) chain of ``tasks`` as a Ray task; returns when all have ended and
     raises the first failure then (a TicketlabError keeps its message). ``address``: a running cluster
     (None: start one here with ``cpus`` CPUs, default all)."""
@@ -45,8 +45,9 @@ def run_trials(tasks: list[tuple[LotteryExperimentSpec, int]], store: str | Path
         ray.init(address=address, include_dashboard=False, logging_level="WARNING", **local)
     try:
         remote = ray.remote(num_cpus=1, num_gpus=gpus_per_task, max_retries=0)(_train_trial)
-        refs = [remote.remote(exp, trial, store, data_dir, device, checkpoint_seconds, batch_models, engine,
-                              sparse_below) for exp, trial in tasks]
+        # one thread per task, plain progress lines (Ray forwards them to the command)
+        task_options = replace(options, progress="lines", threads=1)
+        refs = [remote.remote(exp, trial, store, task_options) for exp, trial in tasks]
         failures = []
         for ref in refs:   # wait for every task, so that no chain is left half-way by another's failure
             try:
@@ -63,15 +64,11 @@ def run_trials(tasks: list[tuple[LotteryExperimentSpec, int]], store: str | Path
             ray.shutdown()
 
 
-def _train_trial(exp: LotteryExperimentSpec, trial: int, store: str, data_dir: str | None, device: str,
-                 checkpoint_seconds: float, batch_models: int, engine: str, sparse_below: float | None) -> int:
-    """One task: one trial's chain, one thread, plain progress lines (Ray forwards them to the command)."""
-    import torch
-
-    from ticketlab import api, runtime
-    torch.set_num_threads(1)
+def _train_trial(exp: LotteryExperimentSpec, trial: int, store: str, options: RunOptions) -> int:
+    """One task: one trial's chain, through the runner's entry point."""
+    from ticketlab import runtime
+    from ticketlab.lottery.runner import run_trials
+    options.apply_threads()
     runtime.tune_allocator()
-    api.lottery(exp, store, trials=[trial], data_dir=data_dir, device=device, progress="lines",
-                checkpoint_seconds=checkpoint_seconds, batch_models=batch_models, engine=engine,
-                sparse_below=sparse_below)
+    run_trials(exp, Path(store), [trial], options)
     return trial

@@ -37,7 +37,8 @@ from ticketlab.spec import LotteryExperimentSpec, PruningSpec, spec_hash, to_dic
 from ticketlab.steps import Step
 from ticketlab.store import layout
 from ticketlab.store.artifacts import load_torch, save_json
-from ticketlab.train.batched import SPARSE_BELOW, JobEntry, batch_capacity, model_bytes, run_jobs_batched
+from ticketlab.options import RunOptions
+from ticketlab.train.batched import JobEntry, batch_capacity, model_bytes, run_jobs_batched
 
 
 class Item(NamedTuple):
@@ -58,18 +59,11 @@ def experiment_name(exp: LotteryExperimentSpec) -> str:
 class Lottery:
     """One lottery experiment in the store (``<store>/lottery-<hash>/``)."""
 
-    def __init__(self, exp: LotteryExperimentSpec, store: Path, splits: Splits, *, progress: bool | str | None = None,
-                 checkpoint_seconds: float = 60.0, log=print, batch_models: int = 0, engine: str = "auto",
-                 sparse_below: float = SPARSE_BELOW):
-        self.exp, self.store, self.splits = exp, Path(store), splits
+    def __init__(self, exp: LotteryExperimentSpec, store: Path, splits: Splits, options: RunOptions = RunOptions(), *,
+                 log=print):
+        self.exp, self.store, self.splits, self.options, self.log = exp, Path(store), splits, options, log
         self.name = experiment_name(exp)
         self.root = layout.experiment_dir(self.store, "lottery", self.name)
-        self.progress, self.checkpoint_seconds, self.log = progress, checkpoint_seconds, log
-        self.batch_models = batch_models  # jobs trained together by the batched engine (0: as many as fit in memory)
-        self.engine = engine              # 'auto' (batched where it pays) or 'sequential' (the single loop, job by job)
-        self.sparse_below = sparse_below  # Lenet layers sparser than this train with sparse matmuls (0: never)
-        if not 0.0 <= sparse_below <= 1.0:
-            raise TicketlabError(f"sparse_below must be a share of weights in [0, 1] (0: always dense), got {sparse_below}")
         model = models.build(exp.model, splits.info.input_shape, splits.info.num_classes)
         self.infos = model.weight_info()
         self.model_bytes = model_bytes(model, splits.train_x[:1])   # sizes the batches (batch_models=0)
@@ -259,20 +253,18 @@ class Lottery:
                  f"({seconds:.0f} s)")
 
     def _run_many(self, items: list[Item]) -> None:
-        """Independent jobs trained together by the batched engine, at most ``batch_models`` at a time
+        """Independent jobs trained together by the batched engine, at most ``options.batch_models`` at a time
         (0: as many as ``batch_capacity`` finds room for in the memory free now)."""
         if not items:
             return
-        size = self.batch_models or batch_capacity(self.model_bytes, self.splits.train_x.device)
+        size = self.options.batch_models or batch_capacity(self.model_bytes, self.splits.train_x.device)
         for i in range(0, len(items), size):
             group = items[i:i + size]
             finished = [(it.folder / it.branch.name / layout.SUMMARY).exists() for it in group]
             started = time.monotonic()
             entries = [JobEntry(it.folder / it.branch.name, it.branch.spec, it.branch.mask, it.branch.init,
                                 self._context_of(it), it.branch.start_step, self._fixed_steps()) for it in group]
-            summaries = run_jobs_batched(entries, self.splits, store=self.store, progress=self.progress,
-                                         checkpoint_seconds=self.checkpoint_seconds, engine=self.engine,
-                                         sparse_below=self.sparse_below)
+            summaries = run_jobs_batched(entries, self.splits, store=self.store, options=self.options)
             for summary, done, it in zip(summaries, finished, group):
                 if not done:
                     self._report(summary, it, time.monotonic() - started)
@@ -281,3 +273,11 @@ class Lottery:
         ipe = len(self.splits.train_x) // self.exp.training.batch_size
         return [s.iterations(ipe) for s in self.exp.lottery.fixed_iterations]
 
+
+def run_trials(exp: LotteryExperimentSpec, store: Path, trials: list[int] | None = None,
+               options: RunOptions = RunOptions(), log=print) -> Path:
+    """Run (or resume) ``trials`` of ``exp`` (default: all) in this process: the entry point that every
+    executor calls (the API in-process, ``--workers`` processes, Ray tasks); the experiment's folder."""
+    from ticketlab.data import load_cached
+    splits = load_cached(exp.data, options.data_dir, options.device)
+    return Lottery(exp, Path(store), splits, options, log=log).run(trials)

@@ -38,12 +38,26 @@ LOCK = "LOCK"
 ADOPT_LOCK = "ADOPT.lock"
 
 
+LOTTERY = "lottery"   # experiment kinds: the prefix of their folders
+TRAIN = "train"
+
+
+def experiment_id(kind: str, name: str) -> str:
+    """An experiment's id and folder name: ``lottery-<hash>``, ``train-<hash>``."""
+    return f"{kind}-{name}"
+
+
+def experiment_hash(experiment: str, kind: str = LOTTERY) -> str:
+    """The hash part of an experiment id (``lottery-<hash>`` -> ``<hash>``); a bare hash is returned as is."""
+    return experiment.removeprefix(f"{kind}-")
+
+
 def step_checkpoint(step: int) -> str:
     return f"step_{step}.pt"
 
 
 def experiment_dir(store: Path, kind: str, name: str) -> Path:
-    return Path(store) / f"{kind}-{name}"
+    return Path(store) / experiment_id(kind, name)
 
 
 def trial_dir(experiment: Path, trial: int) -> Path:

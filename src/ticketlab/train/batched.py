@@ -52,6 +52,7 @@ from ticketlab.data import BatchSampler, ImageFiles, Splits, augment_batch, trai
 from ticketlab.exec import ddp
 from ticketlab.models import Model
 from ticketlab.models.lenet import Lenet
+from ticketlab.options import ENGINES, SPARSE_BELOW, RunOptions, resolve
 from ticketlab.pruning import Mask
 from ticketlab.spec import TrainingSpec, TrainSpec
 from ticketlab.store import index, layout
@@ -65,8 +66,6 @@ from ticketlab.train.stacked import (Stacked, StackedMLP, StackedOptimizer, Stac
                                      vmap_supported)
 
 MAY_DIFFER = frozenset({"lr", "weight_decay", "decoupled_weight_decay", "data_seed"})
-SPARSE_BELOW = 0.15  # Lenet layers keeping less than this share of weights train with sparse matmuls (CPU, fp32)
-ENGINES = ("auto", "mlp", "vmap", "sequential")
 
 
 def check_batchable(specs: list[TrainingSpec]) -> None:
@@ -396,15 +395,18 @@ class JobEntry(NamedTuple):
 
 
 def run_jobs_batched(entries: Sequence[JobEntry | tuple], splits: Splits, *, store: Path | None = None,
-                     progress: bool | str | None = None, checkpoint_seconds: float = 60.0, engine: str = "auto",
-                     sparse_below: float = SPARSE_BELOW) -> list[dict]:
+                     options: RunOptions | None = None, **settings) -> list[dict]:
     """``run_job`` for every entry, training the unfinished jobs in as few batches as possible; returns the
     summaries in entry order. Finished jobs (summary.json) are skipped; every other job directory is locked
     (in path order, so two processes with overlapping sets cannot deadlock), prepared and finished exactly
     like ``run_job`` (same files, same summary keys; ``wall_seconds``: its batch's training time). Jobs share a
     batch when their data, architecture and training specs allow it (``check_batchable``), they start,
     or resume, from the same step, and their masks put the same layers on sparse arithmetic
-    (``sparse_layers``); anything else goes into another batch."""
+    (``sparse_layers``); anything else goes into another batch. ``options`` (or its fields as keywords)
+    say how they run."""
+    options = resolve(options, **settings)
+    engine, sparse_below, progress = options.engine, options.sparse_below, options.progress
+    checkpoint_seconds = options.checkpoint_seconds
     entries = [JobEntry(*e) for e in entries]
     summaries = [load_json(e.job / layout.SUMMARY) if (Path(e.job) / layout.SUMMARY).exists() else None for e in entries]
     todo = [i for i, s in enumerate(summaries) if s is None]

@@ -12,6 +12,7 @@ import torch
 
 from ticketlab import models
 from ticketlab.data import Splits, train_eval_split
+from ticketlab.options import RunOptions, resolve
 from ticketlab.pruning import Mask, apply_mask
 from ticketlab.spec import TrainSpec, to_dict
 from ticketlab.store import index, layout
@@ -40,13 +41,14 @@ def weight_counts(model: models.Model, mask: Mask) -> tuple[int, int]:
 
 def run_job(job: Path, spec: TrainSpec, splits: Splits, *, mask: Mask | None = None,
             init_state: dict[str, torch.Tensor] | None = None, context: dict | None = None,
-            store: Path | None = None, progress: bool | str | None = None,
-            checkpoint_seconds: float = 60.0, start_step: int = 0,
-            report_steps: list[int] = ()) -> dict:
+            store: Path | None = None, options: RunOptions | None = None, start_step: int = 0,
+            report_steps: list[int] = (), **settings) -> dict:
     """Train ``spec`` in directory ``job`` from ``init_state`` (default: the model's own init) under
     ``mask`` (default: dense), and return its summary. ``context`` (experiment, kind, branch, trial,
     level, ...) goes into the summary and the store index; ``report_steps`` adds the test accuracy at
-    those iterations (multiples of the evaluation interval) as ``test_accuracy_at_<step>``."""
+    those iterations (multiples of the evaluation interval) as ``test_accuracy_at_<step>``. ``options``
+    (or its fields as keywords) say how it runs: progress and the checkpoint interval."""
+    options = resolve(options, **settings)
     job = Path(job)
     summary_path = job / layout.SUMMARY
     if summary_path.exists():
@@ -58,8 +60,8 @@ def run_job(job: Path, spec: TrainSpec, splits: Splits, *, mask: Mask | None = N
         model, mask = prepare_job(job, spec, splits, mask=mask, init_state=init_state, context=context)
         label = " ".join(f"{k}={context[k]}" for k in ("branch", "trial", "level") if k in context) or job.name
         result = train(model, mask, splits, spec.training, job=job, augment=spec.data.augment,
-                       progress=Progress(label, spec.training.steps.iterations(len(splits.train_x) // spec.training.batch_size), enabled=progress),
-                       checkpoint_seconds=checkpoint_seconds, start_step=start_step)
+                       progress=Progress(label, spec.training.steps.iterations(len(splits.train_x) // spec.training.batch_size), enabled=options.progress),
+                       checkpoint_seconds=options.checkpoint_seconds, start_step=start_step)
         summary = finish_job(job, spec, splits, model, mask, result, context=context,
                              report_steps=report_steps)
     return _indexed(store, summary)
