@@ -23,7 +23,7 @@ from ticketlab.spec import LotteryExperimentSpec, from_dict
 from ticketlab.steps import Step
 from ticketlab.store import layout
 from ticketlab.store.artifacts import load_json, locked
-from ticketlab.train.loop import WALL
+from ticketlab.train.metrics import WALL
 
 
 @dataclass(frozen=True)

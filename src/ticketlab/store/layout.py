@@ -52,6 +52,19 @@ def experiment_hash(experiment: str, kind: str = LOTTERY) -> str:
     return experiment.removeprefix(f"{kind}-")
 
 
+def resolve_experiment(store: Path, target: str | Path, kind: str = LOTTERY) -> Path:
+    """An experiment's folder from its id (``lottery-<hash>``), its hash, or its folder's path; an error
+    naming the store's listing command when the store has no such experiment."""
+    from ticketlab import TicketlabError
+    folder = Path(target)
+    if (folder / SPEC).exists():
+        return folder
+    name = experiment_id(kind, experiment_hash(str(target), kind))
+    if not (Path(store) / name).is_dir():
+        raise TicketlabError(f"no {kind} experiment {str(target)!r} in {store}; `ticketlab status --store {store}` lists them")
+    return Path(store) / name
+
+
 def step_checkpoint(step: int) -> str:
     return f"step_{step}.pt"
 

@@ -18,12 +18,11 @@ from ticketlab.pruning import Mask
 from ticketlab.spec import TrainingSpec
 from ticketlab.store import layout
 from ticketlab.store.artifacts import load_torch, save_torch
-from ticketlab.train.metrics import EarlyStop, MetricLog
+from ticketlab.train.metrics import WALL, EarlyStop, MetricLog
 from ticketlab.train.optim import Schedule, build_optimizer, decoupled_decay
 from ticketlab.train.progress import Progress
 
 
-WALL = "time/wall_seconds"   # metrics.jsonl: a run's time so far, at each evaluation
 
 
 @dataclass

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from ticketlab.store.artifacts import atomic_write_bytes
 
+WALL = "time/wall_seconds"   # metrics.jsonl: a run's time so far, at each evaluation
+
 
 class MetricLog:
     """Appends records to ``metrics.jsonl``, flushed per evaluation.
