@@ -355,14 +355,14 @@ def test_sparse_trajectories_do_not_depend_on_batch_mates(monkeypatch):
 
 
 def test_models_on_sparse_and_dense_paths_train_in_separate_batches(tmp_path, monkeypatch):
-    from ticketlab.train import batched as engine
+    from ticketlab.train import engines as engine, job as runner
     spec = quick_spec()
     splits = api.load_splits(spec.data)
     entries = _entries(tmp_path, spec, splits, k=3)
     entries[2] = entries[2]._replace(mask=random_mask(model_for(spec, splits, 2), 0.05, seed=2))
     sizes = []
-    real = engine.train_batched
-    monkeypatch.setattr(engine, "train_batched", lambda models, *a, **k: sizes.append(len(models)) or real(models, *a, **k))
+    real = runner.train_batched
+    monkeypatch.setattr(runner, "train_batched", lambda models, *a, **k: sizes.append(len(models)) or real(models, *a, **k))
     run_jobs_batched(entries, splits)
     assert sorted(sizes) == [1, 2]
     assert engine.sparse_layers(entries[2].mask, 0.1) and not engine.sparse_layers(entries[0].mask, 0.1)

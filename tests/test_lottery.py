@@ -327,7 +327,7 @@ def test_trials_of_one_process_share_batches(tmp_path, monkeypatch):
 
 def test_batch_capacity_scales_with_the_model(monkeypatch):
     from ticketlab.spec import DataSpec, ModelSpec
-    from ticketlab.train import batched
+    from ticketlab.train import engines as batched
     splits = api.load_splits(DataSpec(dataset="synthetic", val_size=200))
 
     def fit(spec):

@@ -3,6 +3,8 @@
 import json
 import math
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -228,3 +230,48 @@ def test_train_eval_size_measures_training_accuracy_on_every_kth_example(engine,
     assert summary["train_eval_examples"] == 100 and "train_eval_examples" not in api.train(quick_spec(), tmp_path)
     with pytest.raises(TicketlabError, match="train_eval_size"):
         quick_spec(**{"data.train_eval_size": "-1"})
+
+
+def test_dropout_runs_are_reproducible_whatever_the_global_rng_held():
+    # torch seeds its global RNG at random in each process; dropout draws from it, so the loop seeds it
+    # from the job's data seed at a fresh start
+    spec = api.make_spec("conv2", overrides={"data.dataset": "synthetic_rgb", "data.val_size": 200,
+                                            "training.steps": "6it", "training.eval_every": "6it",
+                                            "model.dropout": 0.5})
+    splits = api.load_splits(spec.data)
+    finals = []
+    for noise in (1, 2):
+        torch.manual_seed(noise)   # another history of the global RNG
+        model = build_model(spec, splits)
+        model.load_state_dict(build_model(spec, splits).state_dict())
+        train(model, None, splits, spec.training)
+        finals.append(model.state_dict())
+    assert all(torch.equal(finals[0][n], finals[1][n]) for n in finals[0])
+    other = build_model(spec, splits)
+    train(other, None, splits, replace(spec.training, data_seed=1))
+    assert not all(torch.equal(finals[0][n], other.state_dict()[n]) for n in finals[0])   # the seed matters
+
+
+def test_one_resume_format_across_engines(tmp_path, crash_at):
+    """A job stopped in the stacked engine resumes in the single loop (and the file is versioned)."""
+    from ticketlab.train import resume
+    from ticketlab.train.batched import train_batched
+    spec = quick_spec(**{"training.steps": "40it", "training.eval_every": "10it"})
+    splits = api.load_splits(spec.data)
+    jobs = [tmp_path / "a", tmp_path / "b"]
+    for job in jobs:
+        job.mkdir()
+    models = [build_model(spec, splits) for _ in jobs]
+    init = [m.state_dict() for m in models]
+    with crash_at(25), pytest.raises(RuntimeError):
+        train_batched(models, [None, None], splits, [spec.training] * 2, jobs=jobs, engine="mlp",
+                      checkpoint_seconds=0)
+    state = resume.read(jobs[1])
+    assert state["version"] == resume.VERSION and state["step"] == 20 and state["slot"] == 1
+    model = build_model(spec, splits)
+    model.load_state_dict(init[1])
+    result = train(model, None, splits, spec.training, job=jobs[1])
+    assert result.iterations == 40 and min(s for s, _ in read_metrics(jobs[1] / layout.METRICS)["val/loss"]) == 0
+    save_torch(jobs[0] / layout.RESUME, {**resume.read(jobs[0]), "version": resume.VERSION + 1})
+    with pytest.raises(TicketlabError, match="newer ticketlab"):
+        train(build_model(spec, splits), None, splits, spec.training, job=jobs[0])

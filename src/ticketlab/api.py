@@ -39,9 +39,8 @@ def make_pruning(model: str, overrides: Mapping[str, Any] | None = None) -> Prun
     return apply_overrides(PruningSpec(), {**defaults, **dict(overrides or {})})
 
 
-def load_splits(data_spec, data_dir: str | None = None, device: str = "cpu") -> data.Splits:
-    """The dataset of ``data_spec`` on ``device`` (cached per process: experiments reuse it)."""
-    return data.load_cached(data_spec, str(data_dir) if data_dir else None, str(device))
+# The dataset of a DataSpec on a device (cached per process: experiments reuse it; ``.cache_clear()``).
+load_splits = data.load_cached
 
 
 def train(spec: TrainSpec, store: str | Path, *, mask: Mask | None = None, options: RunOptions | None = None,

@@ -1,12 +1,17 @@
-"""One training job in one directory: idempotent, resumable, atomically finished.
+"""Training jobs, one per directory: idempotent, resumable, atomically finished.
 
-The lottery runner calls ``run_job`` for every level and every control branch; ``ticketlab train``
-calls it once. A job whose ``summary.json`` exists is never trained again.
+``run_jobs`` is the one job runner: the lottery runner calls it with every round's jobs (levels, tickets,
+controls), ``ticketlab train`` with one job (``run_job``). A job whose ``summary.json`` exists is never
+trained again.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple, Sequence
 
 import torch
 
@@ -17,7 +22,10 @@ from ticketlab.pruning import Mask, apply_mask
 from ticketlab.spec import TrainSpec, to_dict
 from ticketlab.store import index, layout
 from ticketlab.store.artifacts import load_json, load_torch, locked, save_json, save_torch
-from ticketlab.train.loop import TrainResult, train
+from ticketlab.train import resume
+from ticketlab.train.batched import train_batched
+from ticketlab.train.engines import sparse_layers, sparse_threshold
+from ticketlab.train.loop import TrainResult
 from ticketlab.train.metrics import read_metrics
 from ticketlab.train.progress import Progress
 
@@ -39,40 +47,97 @@ def weight_counts(model: models.Model, mask: Mask) -> tuple[int, int]:
     return mask.count() + unprunable, total
 
 
+class JobEntry(NamedTuple):
+    """One job for ``run_jobs``: its directory and spec, the mask (None: dense) and initial state (None: the
+    model's own init) it trains from, its ``context`` (experiment, kind, branch, trial, level, ...: into the
+    summary and the index), the step it starts at and the iterations whose test accuracy it reports."""
+
+    job: Path
+    spec: TrainSpec
+    mask: Mask | None = None
+    init_state: dict[str, torch.Tensor] | None = None
+    context: dict | None = None
+    start_step: int = 0
+    report_steps: Sequence[int] = ()
+
+
 def run_job(job: Path, spec: TrainSpec, splits: Splits, *, mask: Mask | None = None,
             init_state: dict[str, torch.Tensor] | None = None, context: dict | None = None,
             store: Path | None = None, options: RunOptions | None = None, start_step: int = 0,
             report_steps: list[int] = (), **settings) -> dict:
     """Train ``spec`` in directory ``job`` from ``init_state`` (default: the model's own init) under
-    ``mask`` (default: dense), and return its summary. ``context`` (experiment, kind, branch, trial,
-    level, ...) goes into the summary and the store index; ``report_steps`` adds the test accuracy at
-    those iterations (multiples of the evaluation interval) as ``test_accuracy_at_<step>``. ``options``
-    (or its fields as keywords) say how it runs: progress and the checkpoint interval."""
+    ``mask`` (default: dense), and return its summary: ``run_jobs`` of one job, through the single loop
+    (``engine="auto"`` means sequential for a job alone). ``report_steps`` adds the test accuracy at those
+    iterations (multiples of the evaluation interval) as ``test_accuracy_at_<step>``."""
     options = resolve(options, **settings)
-    job = Path(job)
-    summary_path = job / layout.SUMMARY
-    if summary_path.exists():
-        return _indexed(store, load_json(summary_path))
-    context = dict(context or {})
-    with locked(job / layout.LOCK):
-        if summary_path.exists():  # another process finished it while we waited
-            return _indexed(store, load_json(summary_path))
-        model, mask = prepare_job(job, spec, splits, mask=mask, init_state=init_state, context=context)
-        label = " ".join(f"{k}={context[k]}" for k in ("branch", "trial", "level") if k in context) or job.name
-        result = train(model, mask, splits, spec.training, job=job, augment=spec.data.augment,
-                       progress=Progress(label, spec.training.steps.iterations(len(splits.train_x) // spec.training.batch_size), enabled=options.progress),
-                       checkpoint_seconds=options.checkpoint_seconds, start_step=start_step)
-        summary = finish_job(job, spec, splits, model, mask, result, context=context,
-                             report_steps=report_steps)
-    return _indexed(store, summary)
+    if options.engine == "auto":
+        options = replace(options, engine="sequential")
+    entry = JobEntry(Path(job), spec, mask, init_state, context, start_step, tuple(report_steps))
+    return run_jobs([entry], splits, store=store, options=options)[0]
 
 
-def _indexed(store: Path | None, summary: dict) -> dict:
-    """Record a finished job in the store's index, also when found finished: a kill between writing
-    summary.json and recording it must not lose the row (recording is idempotent)."""
-    if store is not None:
-        index.record(store, summary)
-    return summary
+def run_jobs(entries: Sequence[JobEntry | tuple], splits: Splits, *, store: Path | None = None,
+             options: RunOptions | None = None, **settings) -> list[dict]:
+    """The one job runner: train the unfinished jobs of ``entries`` in as few batches as possible and return
+    every summary in entry order. A job whose ``summary.json`` exists is never trained again; every other
+    job directory is locked (in path order, so two processes with overlapping sets cannot deadlock),
+    prepared (``prepare_job``), trained and finished (``finish_job``: ``wall_seconds`` is its batch's
+    training time). Jobs share a batch when their data, architecture and training specs allow it
+    (``engines.check_batchable``), they start, or resume, from the same step, and their masks put the same
+    layers on sparse arithmetic (``engines.sparse_layers``); anything else goes into another batch.
+    ``options`` (or its fields as keywords) say how they run; finished jobs are recorded in ``store``'s index."""
+    options = resolve(options, **settings)
+    entries = [JobEntry(*e) for e in entries]
+    summaries = [_summary(e.job) for e in entries]
+    todo = [i for i, s in enumerate(summaries) if s is None]
+    below = sparse_threshold(options.engine, options.sparse_below)
+    with ExitStack() as held:
+        for i in sorted(todo, key=lambda i: str(Path(entries[i].job).resolve())):
+            held.enter_context(locked(Path(entries[i].job) / layout.LOCK))
+        for i in todo:  # another process may have finished some while we waited
+            summaries[i] = _summary(entries[i].job)
+        todo = [i for i in todo if summaries[i] is None]
+        prepared, batches = {}, defaultdict(list)
+        for i in todo:
+            e = entries[i]
+            context = dict(e.context or {})
+            model, mask = prepare_job(Path(e.job), e.spec, splits, mask=e.mask, init_state=e.init_state, context=context)
+            prepared[i] = (model, mask, context)
+            step = resume.step_of(Path(e.job))
+            begin = ("start", e.start_step) if step is None else ("resume", step)
+            batches[(begin, _batch_key(e.spec, model), sparse_layers(mask, below))].append(i)
+        for ((_, begin), _, _), batch in batches.items():
+            first, context = entries[batch[0]], prepared[batch[0]][2]
+            keys = ("branch", "trial", "level") if len(batch) == 1 else ("trial", "level")
+            label = " ".join(f"{k}={context[k]}" for k in keys if k in context)
+            label = (f"{label} x{len(batch)}" if len(batch) > 1 else label).strip() or Path(first.job).name
+            total = first.spec.training.steps.iterations(len(splits.train_x) // first.spec.training.batch_size)
+            results = train_batched([prepared[i][0] for i in batch], [prepared[i][1] for i in batch], splits,
+                                    [entries[i].spec.training for i in batch], jobs=[Path(entries[i].job) for i in batch],
+                                    augment=first.spec.data.augment, engine=options.engine,
+                                    sparse_below=options.sparse_below,
+                                    progress=Progress(label, total, enabled=options.progress),
+                                    checkpoint_seconds=options.checkpoint_seconds,
+                                    start_step=min(entries[i].start_step for i in batch))
+            for i, result in zip(batch, results):
+                e, (model, mask, context) = entries[i], prepared[i]
+                summaries[i] = finish_job(Path(e.job), e.spec, splits, model, mask, result, context=context,
+                                          report_steps=list(e.report_steps))
+    if store is not None:  # finished ones too: a kill may have come between their summary and their row
+        for summary in summaries:
+            index.record(store, summary)
+    return summaries
+
+
+def _summary(job: Path) -> dict | None:
+    path = Path(job) / layout.SUMMARY
+    return load_json(path) if path.exists() else None
+
+
+def _batch_key(spec: TrainSpec, model: models.Model) -> tuple:
+    """Jobs with equal keys may share a batch: same data, architecture, and training up to ``MAY_DIFFER``."""
+    shared = replace(spec.training, lr=1.0, weight_decay=0.0, decoupled_weight_decay=False, data_seed=0)
+    return spec.data, type(model), tuple((n, tuple(t.shape)) for n, t in model.state_dict().items()), shared
 
 
 def prepare_job(job: Path, spec: TrainSpec, splits: Splits, *, mask: Mask | None, init_state: dict[str, torch.Tensor] | None,

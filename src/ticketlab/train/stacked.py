@@ -1,14 +1,13 @@
-"""K networks of one architecture as stacked parameters ``[K, ...]``, for the batched engine (batched.py).
+"""K networks of one architecture as stacked parameters ``[K, ...]``, for the stacked engine (engines.py).
 
 Two forward implementations share one parameter store:
 
     StackedMLP      the Lenet family: weights stored ``[K, in, out]`` and one ``torch.baddbmm`` per layer
-                    (forward+backward 1.8x faster than ``[K, out, in]`` with a transposed operand:
-                    Lenet-300-100, K=16, one thread on the 2-core dev machine, under load)
+                    (faster than ``[K, out, in]`` with a transposed operand; docs/speed.md)
     StackedVmap     any model without buffers or randomness: ``torch.func.vmap`` of
-                    ``functional_call`` over the stack. Correct, but on CPU Conv-2 runs 1.6x slower
-                    than training the models one after another (vmap turns the convolutions into
-                    grouped ones), so the engine uses it only when asked (``engine="vmap"``).
+                    ``functional_call`` over the stack. Correct, but on the CPU slower for Conv-2 than
+                    training the models one after another (vmap turns the convolutions into grouped
+                    ones; docs/speed.md), so the engine uses it only when asked (``engine="vmap"``).
 
 Masks and optimizer state live in the same stacked layout; ``state(k)``/``load(k, ...)`` convert to and
 from model ``k``'s own ``state_dict``, so every file the engine writes loads into the single model.
@@ -109,7 +108,7 @@ class StackedMLP(Stacked):
     """Lenet: ``hidden.{i}`` and ``output`` linear layers with ReLU, on flattened inputs.
 
     ``use_sparse(masks, names)`` switches layers to sparse storage and arithmetic (the engine picks those
-    whose masks keep less than ``sparse_below`` in every model, ``batched.sparse_layers``): the parameter
+    whose masks keep less than ``sparse_below`` in every model, ``engines.sparse_layers``): the parameter
     becomes the vector of kept weights (so the optimizer steps only those), the matmuls are
     ``BlockSparseMatmul``. States and optimizer states still come out in each model's own dense layout,
     with zeros where pruned."""
