@@ -26,8 +26,8 @@ engine multiplies the masked weights like the others), a training step = 3 forwa
 its evaluations amortised per step. They are compared with the fp32 (bf16) peak of torch.mm on
 2048 x 2048 matrices measured in the same process with the same threads.
 
-Speed is a measurement, never a test assertion. Runtime on a 2-core AMD EPYC VM (torch 2.13 CPU, otherwise
-idle): ``--quick`` 35 s, the full run 3 min 45 s. The maximum RSS there after Lenet at K = 64: 1.1 GiB.
+Speed is a measurement, never a test assertion. The bench's own runtime and memory, and its results on
+the 2-core VM, are in docs/speed.md.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ WORKLOADS = {
     "lenet": Workload("lenet", "mnist", "synthetic", _StockLenet, "mlp", eval_every=100, train_examples=1200,
                       held_out=None, precisions=("fp32",), quick=((100, 500, 1), (1, 4, 16)),
                       full=((100, 900, 3), (1, 4, 16, 64)), sparse_level=15),
-    # a Conv-2 step takes ~0.1-0.25 s here: few steps, and few examples for the evaluations the single
+    # a Conv-2 step is slow on a CPU (docs/speed.md): few steps, and few examples for the evaluations the single
     # loop runs at the start (val, test) and the end (val, test, twice the training slice) of every run
     "conv2": Workload("conv2", "cifar10", "synthetic_rgb", _StockConv2, "sequential", eval_every=None,
                       train_examples=60, held_out=20, precisions=("fp32", "bf16"), quick=((3, 9, 1), (1, 4)),
@@ -336,7 +336,7 @@ def run(quick: bool = False, data_dir: str | None = None, sizes: dict[str, tuple
         raise TicketlabError(f"unknown bench models {unknown}; choose from {list(WORKLOADS)}")
     sizes, ks = dict(sizes or {}), dict(ks or {})
     # the peak is measured before and after the workloads and the better kept: on a shared VM one
-    # reading can land in a slow spell (128 vs 177 GFLOP/s fp32 in two runs minutes apart)
+    # reading can land in a slow spell (two readings minutes apart: docs/speed.md)
     before = {p: peak_matmul_gflops(dtype) for p, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
     report = {
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),

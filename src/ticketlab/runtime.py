@@ -2,9 +2,9 @@
 processes), never on import.
 
 glibc's malloc hands large blocks back to the kernel when they are freed and maps fresh pages for the next
-step's activations, so every step pays page faults: on the 2-core dev VM a Conv-2 training step took
-145-158 ms and an evaluation of 5,000 images 4.5-4.9 s with the defaults, 116-122 ms and 3.3-3.5 s with
-blocks up to 32 MiB kept in the heap and the heap never trimmed (runs alternated: default, tuned, default).
+step's activations, so every step pays page faults. Keeping blocks up to 32 MiB in the heap and never
+trimming it makes Conv-2's training steps and evaluations faster on the CPU; the measurements are in
+docs/speed.md ("The allocator").
 """
 
 from __future__ import annotations

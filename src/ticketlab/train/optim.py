@@ -1,8 +1,8 @@
 """Optimizers and learning-rate schedules.
 
 Fused optimizer kernels are used wherever torch has them: besides being faster, the default CPU
-Adam calls sqrt on exactly-zero second moments (every pruned weight) and that path is ~20x slower
-in this torch build; the fused kernel does not have the problem.
+Adam calls sqrt on exactly-zero second moments (every pruned weight) and that path is much slower
+in this torch build (docs/speed.md); the fused kernel does not have the problem.
 """
 
 from __future__ import annotations

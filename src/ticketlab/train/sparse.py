@@ -2,9 +2,9 @@
 and the matmul that trains through it (forward: one CSR product; backward: one CSR product for the input
 gradient and an SDDMM for the kept weights' gradient, nothing for the pruned ones).
 
-Why: IMP's later levels keep 1-15% of Lenet's weights, and dense kernels pay for all of them. On the
-2-core dev machine the stacked engine trains Lenet 1.8-3.8x faster this way at levels 11-20 and 0.8x at
-21% density (docs/results/bench/sparse/); batched.SPARSE_BELOW sets where it switches.
+Why: IMP's later levels keep 1-15% of Lenet's weights, and dense kernels pay for all of them. The
+stacked engine trains Lenet faster this way at late levels and slower near 21% density (measured in
+docs/speed.md, data in docs/results/bench/sparse/); batched.SPARSE_BELOW sets where it switches.
 """
 
 from __future__ import annotations
