@@ -57,8 +57,8 @@ class Engine:
         """One training step of every model at learning rates ``lrs``; their losses ``[K]`` (detached)."""
         raise NotImplementedError
 
-    def evaluate(self, x, y: torch.Tensor, classes: torch.Tensor | None = None) -> list[tuple[float, float]]:
-        """(mean cross-entropy, accuracy) of every model on (x, y)."""
+    def evaluate(self, x, y: torch.Tensor, classes: torch.Tensor | None = None) -> list[dict[str, float]]:
+        """Every model's metrics on (x, y) (``evaluation.METRICS``: mean cross-entropy, accuracy)."""
         raise NotImplementedError
 
     def state(self, k: int) -> dict[str, torch.Tensor]:

@@ -57,10 +57,14 @@ def eval_chunk(model: torch.nn.Module, example: torch.Tensor) -> int:
     return int(min(10000, max(32, _EVAL_BYTES // per_example)))
 
 
+METRICS = ("loss", "accuracy")   # what every evaluation reports, as <split>/<metric> in metrics.jsonl
+
+
 def scores(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``[K, 2]`` float64: the summed cross-entropy and the number of correct predictions of each of the K
-    models on one chunk (logits ``[K, n, classes]``). One model is scored on its own logits, K > 1 as a
-    stack: each path is the one its engine has always used, so the sums keep their bits."""
+    """``[K, len(METRICS)]`` float64 sums over one chunk (logits ``[K, n, classes]``): the cross-entropy and
+    the number of correct predictions of each of the K models; ``evaluate_models`` divides by the split's
+    size. One model is scored on its own logits, K > 1 as a stack: each path is the one its engine has
+    always used, so the sums keep their bits. A new metric is a new column here and a name in METRICS."""
     if len(logits) == 1:
         loss = F.cross_entropy(logits[0], target, reduction="sum").reshape(1)
     else:
@@ -72,13 +76,13 @@ def scores(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def evaluate_models(logits_of: Callable[[torch.Tensor], torch.Tensor], k: int, x, y: torch.Tensor, chunk: int,
                     precision: str = "fp32", world: World = World(),
-                    classes: torch.Tensor | None = None) -> list[tuple[float, float]]:
-    """(mean cross-entropy, accuracy) of each of ``k`` models on (x, y), ``logits_of(chunk) -> [k, n, C]``
+                    classes: torch.Tensor | None = None) -> list[dict[str, float]]:
+    """``{metric: value}`` (METRICS: mean cross-entropy, accuracy) of each of ``k`` models on (x, y), ``logits_of(chunk) -> [k, n, C]``
     called on chunks of ``chunk`` examples. With a ``world`` of several ranks (every one calling this), each
     evaluates its share and the sums are added. ``x`` may be image files; with ``classes``, only those
     logits are scored and ``y`` holds positions among them (ImageNet-R/-A's 200 classes)."""
     if len(x) == 0:
-        return [(float("nan"), float("nan"))] * k
+        return [dict.fromkeys(METRICS, float("nan")) for _ in range(k)]
     n, part = len(x), world.shard(len(x))
     y = y[part]
     if isinstance(x, ImageFiles):
@@ -86,7 +90,7 @@ def evaluate_models(logits_of: Callable[[torch.Tensor], torch.Tensor], k: int, x
     else:
         x = x[part]
         chunks = (x[i:i + chunk] for i in range(0, len(x), chunk))
-    sums = torch.zeros(k, 2, dtype=torch.float64, device=y.device)
+    sums = torch.zeros(k, len(METRICS), dtype=torch.float64, device=y.device)
     with autocast(precision, y.device):
         for i, inputs in zip(range(0, len(y), chunk), chunks):
             logits = logits_of(inputs).float()
@@ -94,7 +98,7 @@ def evaluate_models(logits_of: Callable[[torch.Tensor], torch.Tensor], k: int, x
                 logits = logits[..., classes]
             sums += scores(logits, y[i:i + chunk])
     world.sum_(sums)
-    return [(loss / n, correct / n) for loss, correct in sums.tolist()]
+    return [{name: total / n for name, total in zip(METRICS, row)} for row in sums.tolist()]
 
 
 @torch.no_grad()
@@ -108,7 +112,8 @@ def evaluate(model: torch.nn.Module, x, y: torch.Tensor, batch_size: int | None 
     was_training = model.training
     model.eval()
     try:
-        return evaluate_models(lambda inputs: model(inputs).unsqueeze(0), 1, x, y, batch_size, precision, world,
-                               classes)[0]
+        result = evaluate_models(lambda inputs: model(inputs).unsqueeze(0), 1, x, y, batch_size, precision, world,
+                                 classes)[0]
+        return result["loss"], result["accuracy"]
     finally:
         model.train(was_training)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from ticketlab import TicketlabError
 from ticketlab.data import ImageFiles, Splits, stable_seed, train_eval_split
 from ticketlab.pruning import Mask
 from ticketlab.spec import TrainingSpec
@@ -147,9 +148,9 @@ def fit(engine: Engine, specs: list[TrainingSpec], jobs: list[Path | None], spli
                 loss_sum.zero_()
                 loss_count = 0
             for k in active:
-                values[k] = {"val/loss": val[k][0], "val/accuracy": val[k][1]}
+                values[k] = _named("val", val[k])
                 if test is not None:
-                    values[k].update({"test/loss": test[k][0], "test/accuracy": test[k][1]})
+                    values[k].update(_named("test", test[k]))
                 if batch_loss is not None:
                     values[k]["train/batch_loss"] = batch_loss[k]
                 values[k]["lr"] = schedules[k](step)
@@ -206,18 +207,18 @@ def _final_evaluations(engine: Engine, splits: Splits, finals: list, best: list,
         for k in range(count):
             engine.load(k, states[k])
         out = [dict(r) for r in reported]
-        for (loss, acc), o in zip(engine.evaluate(train_x, train_y), out):
-            o["train/loss"], o["train/accuracy"] = loss, acc
+        for metrics, o in zip(engine.evaluate(train_x, train_y), out):
+            o.update(_named("train", metrics))
         if any("test/accuracy" not in o for o in out):
-            for (loss, acc), o in zip(engine.evaluate(splits.test_x, splits.test_y), out):
-                o.setdefault("test/loss", loss)
-                o.setdefault("test/accuracy", acc)
+            for metrics, o in zip(engine.evaluate(splits.test_x, splits.test_y), out):
+                for name, value in _named("test", metrics).items():
+                    o.setdefault(name, value)
         return out
 
     def shifted(out: list[dict]) -> None:
         for name, es in splits.eval_sets.items():
-            for (loss, acc), o in zip(engine.evaluate(es.x, es.y, es.classes), out):
-                o[f"{name}/loss"], o[f"{name}/accuracy"] = loss, acc
+            for metrics, o in zip(engine.evaluate(es.x, es.y, es.classes), out):
+                o.update(_named(name, metrics))
 
     final_states = [f[0] for f in finals]
     final = at(final_states, [{n: v for n, v in values[k].items() if n.startswith(("val/", "test/"))}
@@ -233,7 +234,10 @@ def _final_evaluations(engine: Engine, splits: Splits, finals: list, best: list,
             for k, (_, stop, stopped) in enumerate(finals)]
 
 
+def _named(split: str, metrics: dict[str, float]) -> dict[str, float]:
+    return {f"{split}/{name}": value for name, value in metrics.items()}
+
+
 def _different_steps(steps: dict) -> Exception:
-    from ticketlab import TicketlabError
     return TicketlabError(f"the jobs of a batch resume from different steps {steps}; a batch resumes only from one "
                           "common step (the job runner groups jobs by their resume step)")
