@@ -117,3 +117,109 @@ def test_the_allocator_is_tuned_where_glibc_allows():
 
     from ticketlab import runtime
     assert runtime.tune_allocator() is (platform.libc_ver()[0] == "glibc")
+
+
+STORE_COMMANDS = [["train"], ["lottery"], ["demo"], ["status"], ["verify"], ["report", "x", "--out", "o"], ["results"],
+                  ["tables", "x"], ["plot", "x"], ["masks", "compare", "a", "b"], ["masks", "show", "a"]]
+
+
+@pytest.mark.parametrize("argv", STORE_COMMANDS, ids=lambda a: " ".join(a[:2]))
+def test_every_store_command_takes_store_from_the_shared_parent(argv):
+    from ticketlab.cli import DEFAULT_STORE, parser
+    assert parser().parse_args([*argv, "--store", "elsewhere"]).store == "elsewhere"
+    assert parser().parse_args(argv).store == DEFAULT_STORE
+
+
+def test_the_run_options_flags_build_one_run_options():
+    from ticketlab.cli import parser
+    from ticketlab.cli.common import run_options
+    from ticketlab.options import RunOptions
+    args = parser().parse_args(["train", "--device", "cpu", "--checkpoint-seconds", "5", "--engine", "sequential",
+                                "--batch-models", "3", "--sparse-below", "0", "--threads", "2", "--data-dir", "d"])
+    assert run_options(args) == RunOptions(device="cpu", data_dir="d", checkpoint_seconds=5.0, engine="sequential",
+                                           batch_models=3, sparse_below=0.0, threads=2)
+    assert run_options(parser().parse_args(["lottery"])) == RunOptions()   # no flags: RunOptions' own defaults
+
+
+def test_settings_lists_each_field_with_type_default_and_help(capsys):
+    code, out, _ = run(capsys, "settings", "training")
+    assert code == 0
+    line = next(line for line in out.splitlines() if line.startswith("training.lr "))
+    assert line.split()[:3] == ["training.lr", "float", "0.0012"] and "learning rate" in line
+    assert "lottery." not in out
+    code, out, _ = run(capsys, "settings", "--json")
+    rows = {r["key"]: r for r in json.loads(out)}
+    assert rows["lottery.mode"]["type"] == "'reset' | 'rewind' | 'lr-rewind' | 'continue'"
+
+
+def test_a_toml_list_and_the_old_comma_form_name_the_same_experiment(capsys, tmp_path):
+    args = ["lottery", "--dry-run", "--store", str(tmp_path), "--set", "lottery.levels=2"]
+    code, new, err = run(capsys, *args, "--set", "lottery.oneshot=[0.1, 0.2]")
+    assert code == 0 and "hint" not in err
+    code, old, err = run(capsys, *args, "--set", "lottery.oneshot=0.1,0.2")
+    assert code == 0 and new.split(":")[0] == old.split(":")[0] and new.startswith("lottery-")
+    assert err.count("\n") == 1 and "hint: --set lottery.oneshot=0.1,0.2" in err and "[0.1,0.2]" in err
+    _, plain, _ = run(capsys, *args)
+    assert plain.split(":")[0] != new.split(":")[0]   # the list took effect
+
+
+def test_a_bad_choice_is_one_line_listing_the_allowed_values(capsys):
+    code, _, err = run(capsys, "lottery", "--dry-run", "--set", "lottery.mode=rewnd")
+    assert code == 2 and err.count("\n") == 1
+    assert "lottery.mode must be one of 'reset', 'rewind', 'lr-rewind', 'continue', got 'rewnd'" in err
+
+
+LOTTERY = ["lottery", "--set", "data.dataset=synthetic", "--set", "data.val_size=200", "--set", "model.hidden=16,8",
+           "--set", "training.steps=20it", "--set", "training.eval_every=20it", "--set", "lottery.levels=1",
+           "--set", "lottery.reinits=0"]
+
+
+def test_the_first_line_of_lottery_names_the_processes_and_threads(capsys, tmp_path, monkeypatch):
+    import torch
+
+    from ticketlab.cli import run as cli_run
+    monkeypatch.setattr(cli_run, "cores", lambda: 2)
+    threads = torch.get_num_threads()
+    try:
+        code, _, err = run(capsys, *LOTTERY, "--store", str(tmp_path))   # 1 trial: 1 process, at 1 thread
+        assert code == 0, err
+        assert err.splitlines()[0] == ("ticketlab lottery: 1 worker process x 1 thread (2 cores; "
+                                       "--workers/--threads to change)")
+        assert torch.get_num_threads() == 1
+        code, _, err = run(capsys, *LOTTERY, "--threads", "2", "--store", str(tmp_path))
+        assert err.splitlines()[0].startswith("ticketlab lottery: 1 worker process x 2 threads")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    assert cli_run.workers_for(3, None) == 2 and cli_run.workers_for(1, None) == 1 and cli_run.workers_for(3, 3) == 3
+
+
+@pytest.mark.parametrize("workers", ["0", "-2"])
+def test_workers_below_one_is_a_one_line_error(capsys, workers):
+    code, _, err = run(capsys, "lottery", "--workers", workers, "--dry-run")
+    assert code == 2 and err.count("\n") == 1 and "--workers must be >= 1" in err
+
+
+def test_an_experiment_is_named_by_id_hash_or_folder(capsys, tmp_path):
+    code, out, err = run(capsys, *LOTTERY, "--store", str(tmp_path))
+    assert code == 0, err
+    name = out.split("experiment ", 1)[1].split()[0]
+    for target in (name, name.removeprefix("lottery-"), str(tmp_path / name)):
+        code, out, err = run(capsys, "status", target, "--store", str(tmp_path), "--json")
+        assert code == 0, err
+        assert json.loads(out)[0]["counts"]["done"] == 2
+        code, out, err = run(capsys, "tables", target, "--store", str(tmp_path), "--json")
+        assert code == 0 and [row["level"] for row in json.loads(out) if row["family"] == "ticket"] == [0, 1], err
+        assert run(capsys, "verify", target, "--store", str(tmp_path))[0] == 0
+    code, _, err = run(capsys, "tables", "lottery-0123456789abcdef", "--store", str(tmp_path))
+    assert code == 2 and "no lottery experiment 'lottery-0123456789abcdef'" in err and "ticketlab status" in err
+
+
+def test_list_flags_take_spaces_and_still_read_commas(capsys):
+    from ticketlab.cli import parser
+    assert parser().parse_args(["plot", "x", "--levels", "0", "3", "7"]).levels == [0, 3, 7]
+    assert parser().parse_args(["plot", "x", "--levels", "0,3,7"]).levels == [0, 3, 7]
+    assert "hint: --levels takes space-separated values: --levels 0 3 7" in capsys.readouterr().err
+    assert parser().parse_args(["plot", "x", "--families", "ticket", "reinit"]).families == ["ticket", "reinit"]
+    code, _, err = run(capsys, "tables", "x", "--kind", "weights", "--levels", "0,a")
+    assert code == 2 and err.count("\n") == 2 and "--levels takes levels" in err   # the hint, then the error

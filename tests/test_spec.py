@@ -48,7 +48,10 @@ def test_overrides_are_typed_and_order_free():
     ({"training.foo": "1"}, "unknown setting 'training.foo'"),
     ({"nope.lr": "1"}, "unknown setting"),
     ({"training": "1"}, "names a section"),
-    ({"training.optimizer": "rmsprop"}, "must be one of"),
+    ({"training.optimizer": "rmsprop"}, "training.optimizer must be 'sgd' or 'adam', got 'rmsprop'"),
+    ({"training.schedule": "linear"}, "must be one of 'constant', 'step', 'cosine', got 'linear'"),
+    ({"model.hidden": "[100, 3.5]"}, "cannot read model.hidden"),
+    ({"training.steps": "300"}, "50000it"),
     ({"training.milestones": "100it"}, "schedule=step only"),
     ({"training.momentum": "0.9"}, "sgd only"),
     ({"data.train_subset": "-1"}, ">= 0"),
@@ -88,3 +91,59 @@ def test_eval_section_starts_from_training():
     assert spec.eval.optimizer == "sgd" and spec.eval.lr == 0.5 and spec.training.lr == 0.1
     assert from_dict(LotteryExperimentSpec, to_dict(spec)) == spec
     assert LotteryExperimentSpec().eval is None and LotteryExperimentSpec().evaluation == TrainingSpec()
+
+
+def test_set_values_are_toml_read_by_the_field_type():
+    from ticketlab.spec import LotteryExperimentSpec
+    spec = apply_overrides(LotteryExperimentSpec(), parse_set([
+        "training.steps=300it", "lottery.mode=rewind", "lottery.rewind=100it", "training.lr=0.001",
+        "training.optimizer=sgd", "training.momentum=0.9", "training.nesterov=true", "lottery.oneshot=[0.1, 0.2]",
+        "lottery.random_controls=[global, preserve_lpr]", "data.dataset=\"synthetic\"", "data.val_size=1_000"]))
+    assert spec.training.steps == Step(300) and spec.lottery.mode == "rewind" and spec.training.lr == 0.001
+    assert spec.training.nesterov is True and spec.lottery.oneshot == (0.1, 0.2)
+    assert spec.lottery.random_controls == ("global", "preserve_lpr") and spec.data.dataset == "synthetic"
+    assert spec.data.val_size == 1000
+    # the old comma form reads the same, names the same experiment, and is recognised for the CLI's hint
+    from ticketlab.spec import comma_lists
+    old = parse_set(["lottery.oneshot=0.1,0.2", "training.lr=0.001"])
+    assert apply_overrides(LotteryExperimentSpec(), old).lottery.oneshot == (0.1, 0.2)
+    assert comma_lists(old) == ["lottery.oneshot"] and comma_lists(parse_set(["lottery.oneshot=[0.1,0.2]"])) == []
+    # names stay names: a number-like string field is not turned into a number
+    assert apply_overrides(LotteryExperimentSpec(), {"data.dataset": "10"}).data.dataset == "10"
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"lottery.mode": "rewnd"}, "lottery.mode must be one of 'reset', 'rewind', 'lr-rewind', 'continue', got 'rewnd'"),
+    ({"lottery.random_controls": "global,everywhere"}, "random_controls may hold one of 'global', 'preserve_lpr', "
+                                                       "'per_layer'; got \\['everywhere'\\]"),
+    ({"model.padding": "full"}, "model.padding must be 'same' or 'valid'"),
+    ({"lottery.snip": "all"}, "lottery.snip must be one of '', 'layer', 'total'"),
+    ({"training.nesterov": "maybe"}, "cannot read training.nesterov"),
+    ({"lottery.levels": "2.5"}, "cannot read lottery.levels"),
+])
+def test_literal_fields_list_their_allowed_values(overrides, message):
+    from ticketlab.spec import LotteryExperimentSpec
+    with pytest.raises(TicketlabError, match=message):
+        apply_overrides(LotteryExperimentSpec(), overrides)
+
+
+def test_settings_describe_every_field_from_its_type():
+    from ticketlab.spec import LotteryExperimentSpec, settings
+    rows = {r["key"]: r for r in settings()}
+    assert rows["training.lr"] == {"key": "training.lr", "type": "float", "default": 1.2e-3, "help": "learning rate"}
+    assert rows["training.optimizer"]["type"] == "'sgd' | 'adam'"
+    assert rows["lottery.oneshot"]["type"] == "list of float" and rows["training.steps"]["default"] == "50000it"
+    every = {f"{s}.{k}" for s, v in to_dict(LotteryExperimentSpec()).items() if v for k in v}
+    assert every == set(rows) and all(r["help"] for r in rows.values())
+    assert {r["key"] for r in settings("eval")} == {k.replace("training.", "eval.") for k in rows if k.startswith("training.")}
+    with pytest.raises(TicketlabError, match="choose one of data, model"):
+        settings("optim")
+
+
+def test_every_preset_round_trips_through_its_spec_json():
+    from ticketlab import api
+    from ticketlab.lottery import presets
+    from ticketlab.spec import LotteryExperimentSpec
+    for name in presets.names():
+        for exp in api.make_experiments(None, name, {}):
+            assert from_dict(LotteryExperimentSpec, to_dict(exp)) == exp, name

@@ -61,8 +61,11 @@ def train(spec: TrainSpec, store: str | Path, *, mask: Mask | None = None, optio
     return run_job(job, spec, splits, mask=mask, context=context, store=store, options=options)
 
 
-def results(store: str | Path, where: Mapping[str, Any] | None = None) -> list[dict]:
-    """Rows of the store's index (one per finished job)."""
+def results(store: str | Path, where: Mapping[str, Any] | None = None, reindex: bool = False) -> list[dict]:
+    """Rows of the store's index (one per finished job) matching ``where``; ``reindex`` first rebuilds the
+    index from the summaries on disk."""
+    if reindex:
+        index.reindex(Path(store))
     return index.query(Path(store), dict(where or {}))
 
 
@@ -178,9 +181,137 @@ def lottery_report(target: LotteryExperimentSpec | str | Path, out: str | Path, 
 
 
 def _experiment_root(target, store, caller: str) -> Path:
+    """A spec's folder in ``store``; with a store, an id or hash is resolved there (``layout.resolve_experiment``)."""
     if isinstance(target, LotteryExperimentSpec):
         if store is None:
             raise TicketlabError(f"{caller}(spec) needs the store the experiment ran in")
         return experiment_folder(target, store)
-    return Path(target)
+    return layout.resolve_experiment(Path(store), target) if store is not None else Path(target)
+
+
+# ----------------------------------------------------------------------------- reading a store
+
+def experiments(store: str | Path, targets: list[str | Path] = ()) -> list[Path]:
+    """The folders of the lottery experiments ``targets`` names (``lottery-<hash>``, the hash, or the folder;
+    ``layout.resolve_experiment``), or of every lottery experiment in ``store`` when it names none."""
+    from ticketlab.lottery import status
+    store = Path(store)
+    if not store.is_dir():
+        raise TicketlabError(f"store {store} does not exist; pass the --store your experiments ran with")
+    return [layout.resolve_experiment(store, target) for target in targets] or status.experiments(store)
+
+
+def status(store: str | Path, targets: list[str | Path] = ()) -> list[dict]:
+    """``lottery_status`` of each experiment ``targets`` names (default: every one in ``store``)."""
+    return [lottery_status(root, store) for root in experiments(store, targets)]
+
+
+def verify(store: str | Path, targets: list[str | Path] = ()) -> list:
+    """``verify_lottery`` of each experiment ``targets`` names (default: every one in ``store``)."""
+    return [verify_lottery(root) for root in experiments(store, targets)]
+
+
+TABLE_KINDS = ("levels", "summary", "weights", "oneshot", "flip", "s4", "s0")
+
+
+def table(target: LotteryExperimentSpec | str | Path, kind: str = "levels", store: str | Path | None = None, *,
+          levels: list[int] | None = None, oneshot: bool = False):
+    """One of ``ticketlab tables``' tables of an experiment: ``levels`` (ticket and controls per level), ``summary``
+    ([S1]'s; ``oneshot`` for its one-shot runs), ``weights`` (Figs 15-24 in numbers, at ``levels``), ``oneshot``,
+    ``flip``, ``s4`` ([S4] Tables 2-7) or ``s0`` ([S0]'s five test sets). ``target``: a spec (with ``store``),
+    an id or hash (with ``store``) or the folder."""
+    from ticketlab.analysis import lottery_tables
+    if kind not in TABLE_KINDS:
+        raise TicketlabError(f"unknown table {kind!r}; choose one of {', '.join(TABLE_KINDS)}")
+    root = _experiment_root(target, store, "table")
+    store, name = root.parent, root.name
+    if kind == "summary":
+        return lottery_summary(root, oneshot=oneshot)
+    if kind == "s4":
+        from ticketlab.analysis import s4_tables
+        return s4_tables.s4_tables(store, name)
+    if kind == "s0":
+        from ticketlab.analysis import s0_tables
+        return s0_tables.s0_table(store, name)
+    if kind == "weights":
+        from ticketlab.analysis import weight_tables
+        return weight_tables.weight_tables(store, name, levels)
+    return lottery_tables.level_table(store, name, kind="lottery" if kind == "levels" else kind)
+
+
+def sweep_summaries(store: str | Path, names: list[str]) -> list[dict | None]:
+    """[S1]'s summary of each experiment of a sweep (None for a point whose dense network has not finished)."""
+    from ticketlab.analysis import lottery_tables
+    return lottery_tables.sweep_summaries(Path(store), names)
+
+
+def experiment_labels(store: str | Path, names: list[str]) -> list[str]:
+    """Short labels telling the experiments ``names`` apart (what differs between their specs)."""
+    from ticketlab.analysis.lottery_series import experiment_labels
+    return experiment_labels(Path(store), names)
+
+
+def plot_run(store: str | Path, run: str | Path, out: str | None = None) -> list[Path]:
+    """The curves of one finished training run (a run id of the store's index or a job directory)."""
+    from ticketlab.analysis import plots
+    return plots.plot_run(store, str(plots.resolve_job(store, str(run))), out)
+
+
+def plot_lottery(store: str | Path, names: list[str], kind: str | None = None, **options) -> list[Path]:
+    """The figures of lottery experiments (``ticketlab plot``): ``kind`` all (the standard plots; the default
+    for one experiment), levels (the default for several, overlaid), curves, oneshot, init, connections or
+    movement; ``options`` as ``ticketlab.analysis.lottery_plots.plot_experiments`` takes them."""
+    from ticketlab.analysis import lottery_plots
+    return lottery_plots.plot_experiments(store, names, kind, **options)
+
+
+def load_mask(target: str | Path, store: str | Path | None = None) -> Mask:
+    """A mask from a ``.npz`` file, a job directory holding ``mask.npz``, or a run id of ``store``."""
+    from ticketlab.analysis import masks
+    return masks.load_mask(target, store)
+
+
+def compare_masks(a: Mask, b: Mask) -> dict:
+    """Overlap of two masks per layer and in total, with Jaccard and the overlap expected by chance."""
+    from ticketlab.analysis import masks
+    return masks.compare(a, b)
+
+
+def describe_mask(mask: Mask) -> dict:
+    """Kept weights, density and layer-wise pruning ratio of one mask."""
+    from ticketlab.analysis import masks
+    return masks.describe(mask)
+
+
+def plot_masks(named_masks: Mapping[str, Mask], out: str | Path) -> list[Path]:
+    """The layer-wise pruning ratio of masks, one line per mask, to ``out``.png and ``out``.pdf."""
+    from ticketlab.analysis.mask_plots import plot_lpr
+    return plot_lpr(dict(named_masks), out)
+
+
+# ----------------------------------------------------------------------------- models, schedules, presets
+
+def describe_models() -> list[dict]:
+    """Every model with its weight counts (total, prunable, per kind)."""
+    return [models.describe(name) for name in models.names()]
+
+
+def schedule(model: str, levels: int, overrides: Mapping[str, Any] | None = None) -> list[dict]:
+    """Weights remaining per pruning level of ``model`` without training (``{"pruning.fc_rate": 0.5, ...}``
+    and other settings in ``overrides``)."""
+    from ticketlab import pruning
+    if levels < 0:
+        raise TicketlabError("--levels must be >= 0")
+    overrides = dict(overrides or {})
+    pspec = make_pruning(model, {k.removeprefix("pruning."): v for k, v in overrides.items() if k.startswith("pruning.")})
+    spec = make_spec(model, overrides={k: v for k, v in overrides.items() if not k.startswith("pruning.")})
+    net = models.build(spec.model)
+    shapes = {name: tuple(p.shape) for name, p in net.named_parameters() if name in net.weight_info()}
+    return pruning.schedule(shapes, net.weight_info(), pspec, levels)
+
+
+def presets() -> list[dict]:
+    """The papers' experiments: every preset with its settings, sweep and meta (description, command, runtime)."""
+    from ticketlab.lottery import presets
+    return [presets.load(name) for name in presets.names()]
 
