@@ -1,9 +1,8 @@
 """``ticketlab train``, ``lottery`` and ``demo``: the commands that train.
 
 By default a command's process trains at one torch thread (``--threads``), and ``ticketlab lottery`` spreads
-the trials over one worker process per core, at most one per trial (``--workers``): on a shared 2-core
-machine a tiny 3-trial lottery took 80 s at torch's default threads, 17 s at one thread and 24 s over two
-workers. The first line on stderr says what was chosen."""
+the trials over one worker process per core, at most one per trial (``--workers``); docs/speed.md has the
+measurements behind these defaults. The first line on stderr says what was chosen."""
 
 from __future__ import annotations
 
@@ -95,9 +94,9 @@ def cmd_lottery(args) -> None:
                                    gpus_per_task=gpus, options=options)
     else:
         check_device(options.device)   # before the line below promises a run
-        # the workers of exec/local.py run at one thread each; the command's own process at --threads
+        # the workers of exec/local.py and the command's own process run at --threads each
         print(f"ticketlab lottery: {_plural(workers, 'worker process', 'worker processes')} x "
-              f"{_plural(1 if workers > 1 else threads, 'thread', 'threads')} ({_plural(cores(), 'core', 'cores')}; "
+              f"{_plural(threads or 1, 'thread', 'threads')} ({_plural(cores(), 'core', 'cores')}; "
               f"--workers/--threads to change)", file=sys.stderr, flush=True)
         comma_hints(settings)
         roots = []
