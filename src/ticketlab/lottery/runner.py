@@ -15,8 +15,11 @@
                        theta_0, in trial_<t>/flip_<k>/level_<j>/main (a chain of its own, run alongside)
     one-shot:          for each fraction p, prune level 0's trained weights once, then as a ticket
 
-Every job is idempotent and resumable (train/job.py); masks are saved atomically before use and
-recomputed identically if lost, so a killed experiment continues where it stopped.
+Which jobs there are, their folders, hyperparameters and the rounds they train in (each round's jobs
+together, in batches of the batched engine) come from lottery/plan.py, computed from the spec alone;
+this module makes their masks and initial states when a round's inputs exist. Every job is idempotent
+and resumable (train/job.py); masks are saved atomically before use and recomputed identically if lost,
+so a killed experiment continues where it stopped.
 """
 
 from __future__ import annotations
@@ -24,17 +27,17 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 from ticketlab import TicketlabError, models
 from ticketlab.data import Splits
+from ticketlab.lottery import plan
 from ticketlab.lottery.adopt import adopt
-from ticketlab.lottery.branches import Branch, LevelContext, at_init, controls, needs_ticket, ticket_levels_start
+from ticketlab.lottery.branches import Branch, LevelContext, at_init, controls
 from ticketlab.models.init import layer_init_std
 from ticketlab.pruning import Mask, prune
 from ticketlab.pruning.magnitude import prune_to_counts
 from ticketlab.spec import LotteryExperimentSpec, PruningSpec, spec_hash, to_dict
-from ticketlab.steps import Step
 from ticketlab.store import layout
 from ticketlab.store.artifacts import load_torch, save_json
 from ticketlab.options import RunOptions
@@ -53,7 +56,7 @@ class Item(NamedTuple):
 
 
 def experiment_name(exp: LotteryExperimentSpec) -> str:
-    return spec_hash(exp, "lottery")
+    return spec_hash(exp, layout.LOTTERY)
 
 
 class Lottery:
@@ -63,129 +66,134 @@ class Lottery:
                  log=print):
         self.exp, self.store, self.splits, self.options, self.log = exp, Path(store), splits, options, log
         self.name = experiment_name(exp)
-        self.root = layout.experiment_dir(self.store, "lottery", self.name)
+        self.root = layout.experiment_dir(self.store, layout.LOTTERY, self.name)
         model = models.build(exp.model, splits.info.input_shape, splits.info.num_classes)
         self.infos = model.weight_info()
         self.model_bytes = model_bytes(model, splits.train_x[:1])   # sizes the batches (batch_models=0)
         self.init_std = layer_init_std(model, exp.model)
-        self.rewind_step = exp.lottery.rewind.iterations(len(splits.train_x) // exp.training.batch_size)
-        self.needs_ticket_branch = needs_ticket(exp)
+        self.iterations_per_epoch = len(splits.train_x) // exp.training.batch_size
 
     # ------------------------------------------------------------------ running
     def run(self, trials: list[int] | None = None) -> Path:
-        """Run (or resume) the given trials. They advance level by level together, so the jobs of all
-        of them that are ready at once (level k's IMP jobs, level k-1's tickets and controls) train in
-        one batch of the batched engine."""
+        """Run (or resume) the given trials, round by round of their plan (lottery/plan.py): they advance
+        level by level together, so the jobs of all of them that are ready at once (level k's IMP jobs,
+        level k-1's tickets and controls, the LTH_flip chains' next levels) train in one batch of the
+        batched engine, in the plan's order."""
         if not (self.root / layout.SPEC).exists():
             for line in adopt(self.store, self.exp, self.root, self.splits.info.label):
                 self.log(f"[lottery {self.name}] {line}")
-            save_json(self.root / layout.SPEC, {"kind": "lottery", "name": self.name, "spec": to_dict(self.exp),
+            save_json(self.root / layout.SPEC, {"kind": layout.LOTTERY, "name": self.name, "spec": to_dict(self.exp),
                                                 "data": self.splits.info.label})
-        plans = [self._trial_plan(t) for t in (trials if trials is not None else range(self.exp.lottery.trials))]
-        self._spawned: list[Iterator[list[Item]]] = []   # plans started by plans (LTH_flip chains)
-        while plans:
-            ready: list[Item] = []
-            for plan in list(plans):
-                try:
-                    ready += next(plan)
-                except StopIteration:
-                    plans.remove(plan)
-            plans += self._spawned
-            self._spawned.clear()
-            self._run_many(ready)
+        self._masks: dict[tuple, Mask] = {}      # (trial, flip, level) -> that level's mask, once made
+        self._theta0s: dict[int, dict] = {}
+        for jobs in plan.rounds(plan.jobs(self.exp, trials, iterations_per_epoch=self.iterations_per_epoch)):
+            self._run_many(self._items(jobs))
         return self.root
 
-    def _trial_plan(self, trial: int) -> Iterator[list[Item]]:
-        """One trial as a sequence of job lists: each list is yielded when its inputs exist, and the
-        plan resumes once the caller has trained it."""
-        exp, lot = self.exp, self.exp.lottery
-        tdir = layout.trial_dir(self.root, trial)
-        find = exp.train_spec(trial)
-        level0 = layout.level_dir(tdir, 0) / "main"
-        if lot.mode == "rewind":  # keep theta at the rewind step of the dense run
-            find0 = replace(find, training=replace(find.training, checkpoints=tuple(sorted(
-                set(find.training.checkpoints) | {Step(self.rewind_step)}))))
-        else:
-            find0 = find
-        mask = self._full_mask()
-        # Level k's IMP job needs only level k-1's IMP job, so it trains in one batch with level k-1's
-        # ticket and controls (a model's batched trajectory does not depend on its batch mates).
-        pending: list[Item] = []
-        schedule: list[Mask] = []   # the ticket's masks of levels 1..level
-        for level in range(lot.levels + 1):
-            ldir = layout.level_dir(tdir, level)
-            if level > 0:
-                mask = self._mask_for(ldir, layout.level_dir(tdir, level - 1) / "main", mask, exp.pruning,
-                                      counts=self._lpr_counts(trial, level, mask))
-                schedule.append(mask)
-            theta0 = load_torch(level0 / layout.INIT) if level > 0 else None
-            if level in lot.flip_levels:
-                self._spawned.append(self._flip_plan(trial, level, mask, theta0))
-            main = self._imp_branch(trial, level, find0 if level == 0 else find, mask, tdir, theta0)
-            yield [Item(ldir, main, trial, level), *pending]
-            theta0 = theta0 if theta0 is not None else load_torch(level0 / layout.INIT)
-            branches = []
-            if self.needs_ticket_branch and level >= ticket_levels_start(exp):
-                start, state = self._ticket_start(level0, theta0)
-                branches.append(Branch("ticket", exp.train_spec(trial, exp.evaluation), mask, state, start))
-            context = self._context(trial, level, mask, theta0, exp.pruning, level, schedule)
-            if level > 0 and (not lot.control_levels or level in lot.control_levels):
-                branches += controls(exp, context)
-            if level > 0:
-                branches += at_init(exp, context)
-            pending = [Item(ldir, branch, trial, level) for branch in branches]
-        yield pending + self._oneshot_items(trial, tdir, level0)
-
-    def _flip_plan(self, trial: int, source: int, ticket: Mask, theta0: dict) -> Iterator[list[Item]]:
-        """[S4] LTH_flip (PROTOCOL 1.17): the complement of level ``source``'s ticket, trained from the
-        trial's theta_0, then ``flip_rounds`` IMP rounds on it (pruning rule of the experiment, reset to
-        theta_0), in ``trial_<t>/flip_<source>/level_<j>/main``; flip level j is prune iteration j+1."""
-        exp = self.exp
-        fdir = layout.flip_dir(layout.trial_dir(self.root, trial), source)
-        find = exp.train_spec(trial)
-        mask = ~ticket
-        for level in range(exp.lottery.flip_rounds + 1):
-            ldir = layout.level_dir(fdir, level)
-            if level == 0 and not (ldir / layout.MASK).exists():
-                mask.save(ldir / layout.MASK)
-            if level > 0:
-                mask = self._mask_for(ldir, layout.level_dir(fdir, level - 1) / "main", mask, exp.pruning)
-            yield [Item(ldir, Branch("main", find, mask, theta0), trial, level, flip=source)]
-
-    def _imp_branch(self, trial, level, spec, mask, tdir, theta0) -> Branch:
-        mode = self.exp.lottery.mode
-        if level == 0:
-            return Branch("main", spec, mask, models.build(spec.model, self.splits.info.input_shape,
-                                                           self.splits.info.num_classes).state_dict())
-        if mode == "reset":
-            return Branch("main", spec, mask, theta0)
-        if mode == "rewind":
-            start, state = self._ticket_start(layout.level_dir(tdir, 0) / "main", theta0)
-            return Branch("main", spec, mask, state, start)
-        previous = load_torch(layout.level_dir(tdir, level - 1) / "main" / layout.FINAL)
-        return Branch("main", spec, mask, previous)  # lr-rewind and continue: keep training the survivors
-
-    def _ticket_start(self, level0: Path, theta0: dict) -> tuple[int, dict]:
-        if self.exp.lottery.mode == "rewind" and self.rewind_step > 0:
-            return self.rewind_step, load_torch(level0 / layout.step_checkpoint(self.rewind_step))
-        return 0, theta0
-
-    def _oneshot_items(self, trial: int, tdir: Path, level0: Path) -> list[Item]:
-        """One-shot pruning of the dense run at each fraction p (output layer at p/2), then as a ticket."""
-        items: list[Item] = []
-        if not self.exp.lottery.oneshot:
-            return items
-        theta0 = load_torch(level0 / layout.INIT)
-        for p in self.exp.lottery.oneshot:
-            pspec = replace(self.exp.pruning, conv_rate=p, fc_rate=p, output_rate=-1.0, global_rate=p)
-            odir = layout.oneshot_dir(tdir, p)
-            mask = self._mask_for(odir, level0, self._full_mask(), pspec)
-            start, state = self._ticket_start(level0, theta0)
-            ticket = Branch("main", self.exp.train_spec(trial, self.exp.evaluation), mask, state, start)
-            context = self._context(trial, 0, mask, theta0, pspec, 1, [mask])
-            branches = [ticket, *controls(self.exp, context), *at_init(self.exp, context)]
-            items += [Item(odir, branch, trial, 0, p) for branch in branches]
+    def _items(self, jobs: list[plan.Job]) -> list[Item]:
+        """A round's planned jobs as branches to train, in the plan's order: their masks and initial states
+        are made now, from the files the earlier rounds left (masks are saved before they are used)."""
+        groups: dict[tuple, dict[str, Branch]] = {}   # the branches of one level, or of one one-shot fraction
+        items = []
+        for job in jobs:
+            if job.kind == "flip":
+                branch = Branch(plan.MAIN, job.spec, self._mask(job.trial, job.level, job.flip), self._theta0(job.trial))
+            elif job.kind == "lottery" and job.branch == plan.MAIN:
+                branch = self._imp_branch(job)
+            else:
+                key = (job.kind, job.trial, job.level, job.oneshot)
+                if key not in groups:
+                    groups[key] = self._branches([j for j in jobs if (j.kind, j.trial, j.level, j.oneshot) == key
+                                                  and not (j.kind == "lottery" and j.branch == plan.MAIN)])
+                branch = groups[key][job.branch]
+            items.append(Item(self.root / Path(job.path).parent, branch, job.trial, job.level, job.oneshot, job.flip))
         return items
+
+    def _imp_branch(self, job: plan.Job) -> Branch:
+        """The IMP job of a level: the dense network from its seed at level 0, then from where lottery.mode says."""
+        trial, level, spec = job.trial, job.level, job.spec
+        if level == 0:
+            return Branch(plan.MAIN, spec, self._mask(trial, 0), models.build(spec.model, self.splits.info.input_shape,
+                                                                            self.splits.info.num_classes).state_dict())
+        mask, mode = self._mask(trial, level), self.exp.lottery.mode
+        if mode in ("reset", "rewind"):
+            start, state = self._start(job)
+            return Branch(plan.MAIN, spec, mask, state, start)
+        previous = load_torch(layout.level_dir(layout.trial_dir(self.root, trial), level - 1) / plan.MAIN / layout.FINAL)
+        return Branch(plan.MAIN, spec, mask, previous)  # lr-rewind and continue: keep training the survivors
+
+    def _branches(self, group: list[plan.Job]) -> dict[str, Branch]:
+        """The branches of one level besides its IMP job (its ticket, controls and at-init branches) or of
+        one one-shot fraction (its ticket 'main', controls and at-init branches), built as branches.py does."""
+        exp, first, names = self.exp, group[0], [job.branch for job in group]
+        trial, theta0 = first.trial, self._theta0(first.trial)
+        tickets = [job for job in group if job.branch in (plan.TICKET, plan.MAIN)]
+        if first.kind == "oneshot":
+            p = first.oneshot
+            pspec = replace(exp.pruning, conv_rate=p, fc_rate=p, output_rate=-1.0, global_rate=p)
+            level0 = layout.level_dir(layout.trial_dir(self.root, trial), 0) / plan.MAIN
+            mask = self._mask_for(self.root / Path(first.path).parent, level0, self._full_mask(), pspec)
+            start, state = self._start(tickets[0])
+            context = self._context(trial, 0, mask, theta0, pspec, 1, [mask])
+            branches = [Branch(plan.MAIN, tickets[0].spec, mask, state, start), *controls(exp, context),
+                        *at_init(exp, context)]
+        else:
+            level = first.level
+            mask = self._mask(trial, level)
+            branches = []
+            for ticket in tickets:
+                start, state = self._start(ticket)
+                branches.append(Branch(plan.TICKET, ticket.spec, mask, state, start))
+            if level > 0:
+                context = self._context(trial, level, mask, theta0, exp.pruning, level,
+                                        [self._mask(trial, k) for k in range(1, level + 1)])
+                branches += controls(exp, context) if set(names) & set(plan.control_names(exp)) else []
+                branches += at_init(exp, context)
+        built = {branch.name: branch for branch in branches}
+        if list(built) != names:
+            raise AssertionError(f"lottery/plan.py plans {names} in {Path(first.path).parent}, "
+                                 f"branches.py builds {list(built)}")
+        return built
+
+    def _start(self, job: plan.Job) -> tuple[int, dict]:
+        """Where a ticket starts: the dense run's weights at the planned step (the rewind point), or theta_0."""
+        step = job.start.iterations(self.iterations_per_epoch)
+        if step > 0:
+            level0 = layout.level_dir(layout.trial_dir(self.root, job.trial), 0) / plan.MAIN
+            return step, load_torch(level0 / layout.step_checkpoint(step))
+        return 0, self._theta0(job.trial)
+
+    def _theta0(self, trial: int) -> dict:
+        """The trial's initialisation (level 0's init.pt, written when its dense run started)."""
+        if trial not in self._theta0s:
+            level0 = layout.level_dir(layout.trial_dir(self.root, trial), 0) / plan.MAIN
+            self._theta0s[trial] = load_torch(level0 / layout.INIT)
+        return self._theta0s[trial]
+
+    def _mask(self, trial: int, level: int, flip: int | None = None) -> Mask:
+        """Level ``level``'s mask of the trial's IMP chain (or of its LTH_flip chain of level ``flip``'s
+        ticket): from its file, else pruned from the level before's IMP job and saved first."""
+        key = (trial, flip, level)
+        if key in self._masks:
+            return self._masks[key]
+        tdir = layout.trial_dir(self.root, trial)
+        if flip is None and level == 0:
+            mask = self._full_mask()
+        elif flip is None:
+            previous = self._mask(trial, level - 1)
+            mask = self._mask_for(layout.level_dir(tdir, level), layout.level_dir(tdir, level - 1) / plan.MAIN, previous,
+                                  self.exp.pruning, counts=self._lpr_counts(trial, level, previous))
+        elif level == 0:   # [S4] LTH_flip (PROTOCOL 1.17): the complement of level ``flip``'s ticket
+            mask = ~self._mask(trial, flip)
+            first = layout.level_dir(layout.flip_dir(tdir, flip), 0) / layout.MASK
+            if not first.exists():
+                mask.save(first)
+        else:              # then IMP on it with the experiment's pruning rule, reset to theta_0
+            fdir = layout.flip_dir(tdir, flip)
+            mask = self._mask_for(layout.level_dir(fdir, level), layout.level_dir(fdir, level - 1) / plan.MAIN,
+                                  self._mask(trial, level - 1, flip), self.exp.pruning)
+        self._masks[key] = mask
+        return mask
 
     # ------------------------------------------------------------------ helpers
     def _full_mask(self) -> Mask:
@@ -236,7 +244,7 @@ class Lottery:
         branch, trial, level, oneshot = item.branch, item.trial, item.level, item.oneshot
         kind = "oneshot" if oneshot is not None else "flip" if item.flip is not None else "lottery"
         where = (f"p{oneshot:g}" if kind == "oneshot" else f"f{item.flip}l{level}" if kind == "flip" else f"l{level}")
-        context = {"experiment": f"lottery-{self.name}", "kind": kind, "branch": branch.name, "trial": trial,
+        context = {"experiment": layout.experiment_id(layout.LOTTERY, self.name), "kind": kind, "branch": branch.name, "trial": trial,
                    "level": level, "run_id": f"{self.name}-t{trial}-{where}-{branch.name}"}
         if oneshot is not None:
             context["oneshot_fraction"] = oneshot
