@@ -130,6 +130,17 @@ def test_every_job_needs_only_jobs_of_earlier_rounds(config):
             assert previous in job.needs and f"trial_{job.trial}/level_0/main" in job.needs
 
 
+def test_status_and_estimate_read_the_plan():
+    exp = api.make_experiment("lenet", overrides={**QUICK, **CONFIGS["two_trials_everything"]})
+    jobs = plan.jobs(exp)
+    assert [(j.path, j.kind, j.branch) for j in status.planned_jobs(exp)] == [(j.path, j.kind, j.branch) for j in jobs]
+    from ticketlab.lottery import estimate
+    counts = estimate.job_counts(exp)
+    assert sum(c.jobs for c in counts) == len(jobs)
+    find = [j for j in jobs if j.spec.training.lr == exp.training.lr]
+    assert counts[0].jobs == len(find) == 2 * (3 + 2)   # per trial: IMP levels 0-2 and the flip chain's levels 0-1
+
+
 def test_the_plan_reads_no_files_and_needs_no_torch():
     import subprocess
     import sys

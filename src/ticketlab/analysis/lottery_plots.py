@@ -80,7 +80,7 @@ def plot_levels(store: str | Path, experiments: list[str] | str, out=None, metri
     against = "weights remaining" if x == "weights" else "Pm"
     fig.suptitle(figure_title(all_rows, f"early stop and accuracy vs {against} (mean; bars: min/max over trials)", names),
                  fontsize=11)
-    default = "levels" if len(names) == 1 else "levels_" + "_".join(n.removeprefix("lottery-")[:8] for n in names)
+    default = "levels" if len(names) == 1 else "levels_" + "_".join(layout.experiment_hash(n)[:8] for n in names)
     default += "_weights" if x == "weights" else ""
     return save(fig, out_stem(out, store, names[0] if len(names) == 1 else None, default))
 

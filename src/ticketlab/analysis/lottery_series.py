@@ -201,7 +201,8 @@ def spread_levels(levels: list[int], count: int) -> list[int]:
 # Reading the store.
 
 def experiment_name(experiment: str) -> str:
-    return experiment if experiment.startswith("lottery-") else f"lottery-{experiment}"
+    """``lottery-<hash>`` from the id or the bare hash."""
+    return layout.experiment_id(layout.LOTTERY, layout.experiment_hash(experiment))
 
 
 def find_experiment(store: str | Path, target: str) -> str | None:

@@ -9,7 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from ticketlab import TicketlabError
-from ticketlab.store import index
+from ticketlab.store import index, layout
 
 METRICS = ("early_stop_iteration", "test_accuracy_at_early_stop", "val_accuracy_at_early_stop",
            "train_accuracy_at_early_stop", "final_test_accuracy", "final_train_accuracy")
@@ -28,7 +28,7 @@ def family(branch: str) -> str:
 
 
 def rows_of(store: str | Path, experiment: str) -> list[dict]:
-    name = experiment if experiment.startswith("lottery-") else f"lottery-{experiment}"
+    name = layout.experiment_id(layout.LOTTERY, layout.experiment_hash(experiment))
     rows = index.query(Path(store), {"experiment": name})
     if not rows:
         raise TicketlabError(f"no finished jobs of experiment {experiment!r} in {store}; "

@@ -21,7 +21,7 @@ def s0_table(store: str | Path, experiment: str) -> list[dict]:
     """One row per level of the ticket: ``cycle``, ``prunable`` (weights left in the pruned tensors),
     ``fraction`` of them, and the mean over trials of every accuracy column present (``COLUMNS``)."""
     rows = lottery_tables.rows_of(store, experiment)
-    name = experiment if experiment.startswith("lottery-") else f"lottery-{experiment}"
+    name = layout.experiment_id(layout.LOTTERY, layout.experiment_hash(experiment))
     exp = from_dict(LotteryExperimentSpec, load_json(Path(store) / name / layout.SPEC)["spec"])
     counts = models.describe(exp.model.name, exp.model)
     unprunable = counts["weights"] - counts["prunable"]

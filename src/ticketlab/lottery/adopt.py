@@ -27,18 +27,18 @@ _NUMBERED = re.compile(r"^(level|flip)_(\d+)$")
 def _same_but_depth(exp: LotteryExperimentSpec, name: str, other: LotteryExperimentSpec) -> bool:
     """Whether ``other`` is ``exp`` (named ``name``) with other ``lottery.levels`` / ``lottery.trials``."""
     widened = replace(other, lottery=replace(other.lottery, levels=exp.lottery.levels, trials=exp.lottery.trials))
-    return spec_hash(widened, "lottery") == name
+    return spec_hash(widened, layout.LOTTERY) == name
 
 
 def sources(store: Path, exp: LotteryExperimentSpec,
             data_label: str | None = None) -> list[tuple[Path, LotteryExperimentSpec]]:
     """The experiments in ``store`` that differ from ``exp`` only in levels/trials (and were made
     from the data labelled ``data_label``, when given)."""
-    name = spec_hash(exp, "lottery")
+    name = spec_hash(exp, layout.LOTTERY)
     found = []
-    for meta_path in sorted(Path(store).glob("lottery-*/" + layout.SPEC)):
+    for meta_path in sorted(Path(store).glob(f"{layout.experiment_id(layout.LOTTERY, '*')}/{layout.SPEC}")):
         root = meta_path.parent
-        if root.name == f"lottery-{name}":
+        if root.name == layout.experiment_id(layout.LOTTERY, name):
             continue
         try:
             meta = load_json(meta_path)
@@ -104,7 +104,7 @@ def _copy_job(job: Path, target: Path, old: str, new: str) -> None:
 
 def _renamed(record: dict, old: str, new: str) -> dict:
     """``record`` with experiment ``old`` (``lottery-<hash>``) renamed ``new``, in its name and run id."""
-    old_id, new_id = old.removeprefix("lottery-"), new.removeprefix("lottery-")
+    old_id, new_id = layout.experiment_hash(old), layout.experiment_hash(new)
     record = dict(record)
     if record.get("experiment") == old:
         record["experiment"] = new

@@ -1,6 +1,7 @@
 """Branches: what a level trains besides its IMP job. Each control is one short function returning
 a ``Branch`` (a mask, the weights to start from, the hyperparameters); the runner trains them all
-through the same job code, so none copies the loop.
+through the same job code, so none copies the loop. Which branches a level has, and their names, is
+lottery/plan.py's (``control_names``, ``at_init_names``, re-exported here); this module builds them.
 
 Decisions (PROTOCOL A13, A14): random-mask controls sample an independent mask per level with the
 ticket's exact per-layer counts ('preserve_lpr' = 'per_layer') or its total count ('global'), and start
@@ -17,6 +18,7 @@ import torch
 
 from ticketlab import models
 from ticketlab.data import stable_seed
+from ticketlab.lottery.plan import at_init_names, control_names, needs_ticket, ticket_levels_start  # noqa: F401 (names)
 from ticketlab.pruning import Mask, prune, random_like
 from ticketlab.pruning.snip import iterative_snip_mask, snip_mask
 from ticketlab.spec import LotteryExperimentSpec, PruningSpec, TrainSpec
@@ -144,43 +146,10 @@ def iterative_snip(exp: LotteryExperimentSpec, ctx: LevelContext) -> Branch:
     return Branch("isnip", ctx.eval_spec, mask, ctx.theta0)
 
 
-def needs_ticket(exp: LotteryExperimentSpec) -> bool:
-    """Whether levels >= 1 train a 'ticket' branch beside the IMP job: when the IMP job is not the ticket
-    (mode=continue), or the ticket trains with other hyperparameters than it was found with (eval.*)."""
-    return exp.lottery.mode == "continue" or (exp.eval is not None and exp.eval != exp.training)
-
-
-def ticket_levels_start(exp: LotteryExperimentSpec) -> int:
-    """The first level with a 'ticket' branch (when ``needs_ticket``): 0 when the tickets train with other
-    hyperparameters than the IMP runs, so that the dense network is also trained with them ([S3]: the
-    0%-pruned point of an H_eval curve); 1 otherwise (mode=continue: level 0's IMP run is the dense network)."""
-    return 0 if exp.eval is not None and exp.eval != exp.training else 1
-
-
-def at_init_names(exp: LotteryExperimentSpec, level: int) -> list[str]:
-    """Names of the pruning-at-initialisation branches of a level (0: a one-shot context, all of them)."""
-    lot, names = exp.lottery, []
-    if lot.snip and (not lot.snip_levels or level in lot.snip_levels or level == 0):
-        names.append("snip")
-    if lot.iterative_snip and (not lot.iterative_snip_levels or level in lot.iterative_snip_levels or level == 0):
-        names.append("isnip")
-    return names
-
-
 def at_init(exp: LotteryExperimentSpec, ctx: LevelContext) -> list[Branch]:
     """The pruning-at-initialisation branches ([S4]) this level asks for (one-shot contexts: all)."""
     build = {"snip": snip, "isnip": iterative_snip}
     return [build[name](exp, ctx) for name in at_init_names(exp, ctx.level)]
-
-
-def control_names(exp: LotteryExperimentSpec) -> list[str]:
-    """Names of the control branches of a level, in the order ``controls`` builds them."""
-    lot = exp.lottery
-    names = [f"reinit_{i}" for i in range(lot.reinits)]
-    names += [f"random_{mode}_{i}" for mode in lot.random_controls for i in range(lot.random_trials)]
-    names += [f"dm_reinit_{i}" for i in range(lot.dm_reinits)]
-    names += [f"noise_{c:g}" for c in lot.noise]
-    return names + (["prune_at_init"] if lot.prune_at_init else [])
 
 
 def controls(exp: LotteryExperimentSpec, ctx: LevelContext) -> list[Branch]:

@@ -2,17 +2,18 @@
 
 The presets state a runtime on one named machine; this answers the same question for the machine (and
 device) at hand: ``ticketlab lottery ... --estimate``. It counts what the experiment plans (the jobs of
-``status.planned_jobs``, each one's iterations and evaluations), then times the model's training step and
-its evaluation per example on random tensors of the dataset's shape (speed does not depend on the pixels,
-so no dataset is needed), with the threads each worker will have, and adds it up:
+lottery/plan.py, the ones the runner trains: each one's iterations and evaluations), then times the
+model's training step and its evaluation per example on random tensors of the dataset's shape (speed
+does not depend on the pixels, so no dataset is needed), with the threads each worker will have, and
+adds it up:
 
     job time  = iterations x step + evaluations x (val [+ test]) x per-example + end-of-run evaluations
     wall time = sum of job times / worker processes
 
-Jobs of the IMP chain train with the find hyperparameters, every other job with the eval ones
-(``eval.*``). It is an upper bound where runs end early (``training.patience``), start late (rewinding:
-counted from step 0) or share a batch (the batched engine trains Lenets several at once: timed here one
-model at a time); and a rate timed in seconds, so a busy machine reads slower.
+Jobs of the IMP chain (and of the LTH_flip chains) train with the find hyperparameters, every other
+job with the eval ones (``eval.*``). It is an upper bound where runs end early (``training.patience``),
+start late (rewinding: counted from step 0) or share a batch (the batched engine trains Lenets several
+at once: timed here one model at a time); and a rate timed in seconds, so a busy machine reads slower.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ import torch
 
 from ticketlab import TicketlabError
 from ticketlab.data import DatasetInfo, Splits, registry
-from ticketlab.lottery.status import planned_jobs
-from ticketlab.spec import LotteryExperimentSpec, TrainSpec
+from ticketlab.lottery import plan
+from ticketlab.spec import LotteryExperimentSpec, TrainingSpec, TrainSpec
 from ticketlab.steps import Step
 from ticketlab.train.job import build_model
 from ticketlab.train.loop import evaluate, train
@@ -54,14 +55,15 @@ class JobCount:
 
 
 def job_counts(exp: LotteryExperimentSpec) -> list[JobCount]:
-    """The experiment's planned jobs grouped by the hyperparameters they train with (one group when the
-    find and eval hyperparameters agree)."""
-    jobs = planned_jobs(exp)
-    find = sum(j.branch == "main" and j.kind == "lottery" for j in jobs)
-    if exp.evaluation == exp.training:
-        return [_count(exp.train_spec(0), len(jobs))]
-    groups = [(exp.train_spec(0), find), (exp.train_spec(0, exp.evaluation), len(jobs) - find)]
-    return [_count(spec, n) for spec, n in groups if n]
+    """The experiment's planned jobs (lottery/plan.py) grouped by the hyperparameters they train with: the
+    find ones (the IMP and LTH_flip chains), the eval ones (tickets, controls, one-shot); one group when
+    they agree."""
+    groups: dict[TrainingSpec, int] = {}
+    for job in plan.jobs(exp):
+        evaluation = job.spec.training == exp.train_spec(job.trial, exp.evaluation).training
+        training = exp.evaluation if evaluation else exp.training
+        groups[training] = groups.get(training, 0) + 1
+    return [_count(exp.train_spec(0, training), n) for training, n in groups.items()]
 
 
 def _count(spec: TrainSpec, jobs: int) -> JobCount:

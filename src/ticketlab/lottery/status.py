@@ -5,20 +5,17 @@ is it?" without starting anything: every job the experiment's spec plans, each o
 summary.json exists), `running` (another process holds its lock), `partial` (started, then stopped:
 the last logged step and the total) or `pending`, with counts of jobs and of training iterations.
 
-The plan mirrors runner.py's: per trial, levels 0..L of the IMP chain ('main'), then per level >= 1 the
-'ticket' branch (mode=continue or decoupled eval), the controls (branches.control_names) and the [S4]
-pruning-at-initialisation branches (branches.at_init_names); the LTH_flip chains; the one-shot fractions.
-tests/test_status.py checks it against the jobs a real run leaves behind.
+The jobs are the plan's (lottery/plan.py), the one the runner trains; tests/test_status.py checks it
+against the jobs a real run leaves behind.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 from ticketlab import TicketlabError
-from ticketlab.lottery.branches import at_init_names, control_names, needs_ticket, ticket_levels_start
+from ticketlab.lottery import plan
 from ticketlab.spec import LotteryExperimentSpec, from_dict
 from ticketlab.steps import Step
 from ticketlab.store import layout
@@ -26,38 +23,12 @@ from ticketlab.store.artifacts import load_json, locked
 from ticketlab.train.metrics import WALL
 
 
-@dataclass(frozen=True)
-class PlannedJob:
-    path: str                 # relative to the experiment folder: trial_0/level_3/reinit_1
-    trial: int
-    level: int
-    branch: str
-    kind: str = "lottery"     # lottery, flip, oneshot
+PlannedJob = plan.Job   # the name status used for a planned job
 
 
-def planned_jobs(exp: LotteryExperimentSpec) -> list[PlannedJob]:
-    """Every job ``ticketlab lottery`` trains for ``exp``, in the order a single process reaches them."""
-    lot = exp.lottery
-    ticket = needs_ticket(exp)
-    jobs: list[PlannedJob] = []
-    for trial in range(lot.trials):
-        tdir = f"trial_{trial}"
-        for level in range(lot.levels + 1):
-            names = ["main"]
-            names += ["ticket"] if ticket and level >= ticket_levels_start(exp) else []
-            if level > 0:
-                if not lot.control_levels or level in lot.control_levels:
-                    names += control_names(exp)
-                names += at_init_names(exp, level)
-            jobs += [PlannedJob(f"{tdir}/level_{level}/{name}", trial, level, name) for name in names]
-        for source in lot.flip_levels:
-            if source <= lot.levels:
-                jobs += [PlannedJob(f"{tdir}/flip_{source}/level_{j}/main", trial, j, "main", "flip")
-                         for j in range(lot.flip_rounds + 1)]
-        for p in lot.oneshot:
-            for name in ["main", *control_names(exp), *at_init_names(exp, 0)]:
-                jobs.append(PlannedJob(f"{tdir}/oneshot_{p:g}/{name}", trial, 0, name, "oneshot"))
-    return jobs
+def planned_jobs(exp: LotteryExperimentSpec) -> list[plan.Job]:
+    """Every job ``ticketlab lottery`` trains for ``exp``, in the order it trains them (lottery/plan.py)."""
+    return plan.jobs(exp)
 
 
 def _head_step(metrics: Path) -> int | None:
@@ -191,7 +162,7 @@ def _time_left(root: Path, jobs: list[dict], pace: dict, planned: int | None, do
 
 def experiments(store: Path) -> list[Path]:
     """The lottery experiment folders of a store."""
-    return sorted(p for p in Path(store).glob("lottery-*") if (p / layout.SPEC).exists())
+    return sorted(p for p in Path(store).glob(layout.experiment_id(layout.LOTTERY, "*")) if (p / layout.SPEC).exists())
 
 
 def _progress(row: dict) -> str:

@@ -37,7 +37,7 @@ import torch
 
 from ticketlab import TicketlabError, data, models
 from ticketlab.data import registry
-from ticketlab.lottery.status import planned_jobs
+from ticketlab.lottery import plan
 from ticketlab.pruning import Mask, prune, schedule
 from ticketlab.pruning.schedule import groups, removal_count
 from ticketlab.pruning.magnitude import prune_to_counts
@@ -127,7 +127,7 @@ def verify_experiment(root: Path) -> Verification:
     infos = model.weight_info()
     shapes = {n: tuple(p.shape) for n, p in model.named_parameters() if n in infos}
     predicted = schedule(shapes, infos, exp.pruning, exp.lottery.levels)
-    for planned in planned_jobs(exp):
+    for planned in plan.jobs(exp):
         job = root / planned.path
         if (job / layout.MASK).exists():
             report.jobs += 1
