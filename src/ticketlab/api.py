@@ -134,7 +134,7 @@ def lottery_on_ray(experiments: list[LotteryExperimentSpec], store: str | Path, 
 def experiment_folder(exp: LotteryExperimentSpec, store: str | Path) -> Path:
     """Where ``exp`` lives (or will live) in the store: ``<store>/lottery-<hash>``."""
     from ticketlab.lottery.runner import experiment_name
-    return layout.experiment_dir(Path(store), "lottery", experiment_name(exp))
+    return layout.experiment_dir(Path(store), layout.LOTTERY, experiment_name(exp))
 
 
 def lottery_status(target: LotteryExperimentSpec | str | Path, store: str | Path) -> dict:
